@@ -1,0 +1,172 @@
+"""Pretrain the embedded tiny CLIP on ShapesWorld images (`workbench pretrain`).
+
+A real open_clip model (config ``configs/shapes-clip-tiny.json``) trained with open_clip's own
+contrastive loss (``open_clip.ClipLoss``), plus a NegCLIP-style hard-negative term (Yuksekgonul et
+al., "When and why vision-language models behave like bags-of-words", ICLR 2023): each image's
+caption is contrasted with a caption wrong in one detail, which is what teaches relations and
+word order that in-batch contrast alone ignores.
+
+Batches are rendered on the fly, deterministically from ``(seed, step)``, so a run resumed after a
+kill sees exactly the batches it would have seen. Checkpoints are written atomically every
+``checkpoint_every`` steps; the finished model is exported in open_clip's ``local-dir:`` layout.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..config import CONFIGS_DIR, DEFAULT_MODEL, MODELS_DIR, go_offline
+
+go_offline()
+import numpy as np  # noqa: E402
+import open_clip  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from ..data.shapes import sample_images  # noqa: E402
+
+
+@dataclass
+class PretrainConfig:
+    model: str = DEFAULT_MODEL          # open_clip config name (ours are in backbones/configs/)
+    steps: int = 1500                   # optimiser steps
+    batch_size: int = 256               # images per step
+    lr: float = 1e-3                    # peak AdamW learning rate
+    warmup: int = 100                   # linear warm-up steps, then cosine decay to 10%
+    weight_decay: float = 0.1           # AdamW weight decay (not on gains, biases, embeddings)
+    hard_negative_weight: float = 1.0   # weight of the NegCLIP term (0 = plain CLIP training)
+    seed: int = 0                       # data and init seed
+    checkpoint_every: int = 100         # steps between atomic checkpoints
+    bf16: bool = True                   # bf16 autocast (1.6 s/step vs 2.55 s fp32 on two cores)
+
+
+def create_tiny_clip(name: str = DEFAULT_MODEL):
+    """A randomly initialised open_clip model from one of our JSON configs, and its tokenizer."""
+    open_clip.add_model_config(CONFIGS_DIR)
+    model = open_clip.create_model(name, pretrained=None)
+    return model, open_clip.get_tokenizer(name)
+
+
+def make_batch(cfg: PretrainConfig, step: int, image_size: int, mean, std):
+    """Images [B,3,S,S] normalised as the model expects, captions and hard negatives."""
+    items = sample_images((cfg.seed, step), cfg.batch_size, size_px=image_size)
+    pixels = torch.from_numpy(np.stack([it.image for it in items])).permute(0, 3, 1, 2).float() / 255
+    pixels = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    return pixels, [it.caption for it in items], [it.hard_negative for it in items]
+
+
+def contrastive_loss(model, loss_fn, pixels, captions, negatives, tokenizer, hard_weight: float):
+    """open_clip's symmetric InfoNCE, plus image->(caption vs its hard negative) cross-entropy."""
+    texts = tokenizer(captions + negatives)
+    image_f = F.normalize(model.encode_image(pixels), dim=-1)
+    text_f = F.normalize(model.encode_text(texts), dim=-1)
+    pos_f, neg_f = text_f[: len(captions)], text_f[len(captions):]
+    scale = model.logit_scale.exp()
+    loss = loss_fn(image_f, pos_f, scale)
+    if hard_weight > 0:
+        pair = scale * torch.stack([(image_f * pos_f).sum(-1), (image_f * neg_f).sum(-1)], dim=1)
+        loss = loss + hard_weight * F.cross_entropy(pair, torch.zeros(len(captions), dtype=torch.long))
+    return loss
+
+
+def _lr_at(cfg: PretrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _optimizer(model, cfg: PretrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: a kill never leaves a half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(run_dir: Path, model, optimizer, state: dict) -> None:
+    atomic_write(run_dir / "model.safetensors", lambda p: save_file(model.state_dict(), str(p)))
+    atomic_write(run_dir / "optimizer.pt", lambda p: torch.save(optimizer.state_dict(), p))
+    # state.json last: it is what marks the checkpoint complete
+    atomic_write(run_dir / "state.json", lambda p: p.write_text(json.dumps(state, indent=1)))
+
+
+def _load_checkpoint(run_dir: Path, model, optimizer) -> dict:
+    state_file = run_dir / "state.json"
+    if not state_file.exists():
+        return {"step": 0, "wall_s": 0.0}
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
+    optimizer.load_state_dict(torch.load(run_dir / "optimizer.pt", weights_only=True))
+    return json.loads(state_file.read_text())
+
+
+def export_local_dir(model, name: str, out_dir: Path, extra: dict | None = None) -> Path:
+    """Write open_clip's ``local-dir:`` layout (config + fp16 safetensors), atomically per file."""
+    open_clip.add_model_config(CONFIGS_DIR)
+    from open_clip.push_to_hf_hub import save_config_for_hf
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    atomic_write(out_dir / "open_clip_model.safetensors", lambda p: save_file(weights, str(p)))
+    atomic_write(out_dir / "open_clip_config.json",
+                 lambda p: save_config_for_hf(model, p, open_clip.get_model_config(name)))
+    if extra is not None:
+        atomic_write(out_dir / "training.json", lambda p: p.write_text(json.dumps(extra, indent=1)))
+    return out_dir
+
+
+def pretrain(cfg: PretrainConfig, run_dir: Path, export_dir: Path | None = None,
+             progress: bool = True) -> Path:
+    """Train (resuming from ``run_dir`` if a checkpoint is there) and export the model."""
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = create_tiny_clip(cfg.model)
+    optimizer = _optimizer(model, cfg)
+    state = _load_checkpoint(run_dir, model, optimizer)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    loss_fn = open_clip.ClipLoss()
+    mean, std = model.visual.image_mean, model.visual.image_std
+    size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+    model.train()
+    bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps,
+               disable=not progress, desc="pretrain")
+    started = time.perf_counter() - state["wall_s"]
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(cfg, step)
+        pixels, captions, negatives = make_batch(cfg, step, size, mean, std)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = contrastive_loss(model, loss_fn, pixels, captions, negatives, tokenizer,
+                                    cfg.hard_negative_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():  # CLIP's clamp: temperature never below 1/100
+            model.logit_scale.clamp_(0, math.log(100))
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            state = {"step": done, "wall_s": time.perf_counter() - started, "loss": loss.item()}
+            _save_checkpoint(run_dir, model, optimizer, state)
+            with open(run_dir / "log.jsonl", "a") as log:
+                log.write(json.dumps(state) + "\n")
+    export_dir = export_dir or MODELS_DIR / cfg.model
+    return export_local_dir(model, cfg.model, export_dir,
+                            extra={"config": asdict(cfg), "wall_s": state["wall_s"],
+                                   "final_loss": state.get("loss")})
