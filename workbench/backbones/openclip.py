@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-import json
 import logging
 import os
+import pickle
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +39,9 @@ QUICKGELU_SUFFIX = "-quickgelu"
 PRECISIONS = ("fp32", "fp16", "bf16", "pure_fp16", "pure_bf16")
 CONFIG_FILE = "open_clip_config.json"  # open_clip's local-dir / hf-hub layout
 WEIGHTS_FILE = HF_SAFE_WEIGHTS_NAME    # "open_clip_model.safetensors"
+LOCAL_DIR_WEIGHTS = (".safetensors", ".bin", ".pth")  # what open_clip looks for in a local-dir folder
+_UNPICKLE_HINT = (". The file was read with torch.load(weights_only=True), which refuses pickled code; "
+                  "if you trust it, convert it to .safetensors")
 
 
 class BackboneError(RuntimeError):
@@ -231,7 +234,8 @@ def _check_known_model(name: str) -> None:
 
 
 def _looks_like_path(value: str) -> bool:
-    return os.sep in value or "/" in value or Path(value).suffix in (".safetensors", ".bin", ".pt", ".pth", ".npz")
+    suffixes = (".safetensors", ".bin", ".pt", ".pth", ".npz")
+    return os.sep in value or "/" in value or Path(value).suffix in suffixes
 
 
 def _check_pretrained(name: str, pretrained: str) -> None:
@@ -275,14 +279,17 @@ def _weight_candidates(filename: str) -> list[str]:
     return safe + [filename]
 
 
-def _how_to_get(what: str, where: str, retry: str) -> BackboneError:
+def _how_to_get(what: str, where: str, retry: str, alternative: str) -> BackboneError:
     return BackboneError(
         f"{what} are not cached and downloads are off (HF_HUB_OFFLINE=1). "
         f"They would be cached in: {where}. To get them, run once with network access and "
         f"WORKBENCH_ONLINE=1 (e.g. WORKBENCH_ONLINE=1 python -c \"import workbench.backbones as b; "
-        f"b.load_backbone({retry})\"), or copy the weights file here and pass "
-        f"pretrained='/path/to/open_clip_model.safetensors'."
+        f"b.load_backbone({retry})\"), or {alternative}."
     )
+
+
+_FILE_ALTERNATIVE = ("download the weights file on another machine and pass "
+                     "pretrained='/path/to/open_clip_model.safetensors'")
 
 
 def _ensure_tag_cached(name: str, tag: str, cache_dir: str | None) -> None:
@@ -298,11 +305,11 @@ def _ensure_tag_cached(name: str, tag: str, cache_dir: str | None) -> None:
         filename = filename or HF_WEIGHTS_NAME
         if not _hub_cached(repo_id, _weight_candidates(filename), cache_dir):
             raise _how_to_get(what, f"{_hub_cache_folder(repo_id, cache_dir)} (Hugging Face repo {repo_id})",
-                              retry)
+                              retry, _FILE_ALTERNATIVE)
     else:
         target = Path(cache_dir or Path.home() / ".cache" / "clip") / os.path.basename(cfg["url"])
         if not target.is_file():
-            raise _how_to_get(what, str(target), retry)
+            raise _how_to_get(what, str(target), retry, _FILE_ALTERNATIVE)
 
 
 def _ensure_hub_repo_cached(repo_id: str, cache_dir: str | None) -> None:
@@ -311,7 +318,8 @@ def _ensure_hub_repo_cached(repo_id: str, cache_dir: str | None) -> None:
         and _hub_cached(repo_id, _weight_candidates(HF_WEIGHTS_NAME), cache_dir)
     ):
         raise _how_to_get(f"Config and weights of Hugging Face repo {repo_id!r}",
-                          str(_hub_cache_folder(repo_id, cache_dir)), repr(HF_HUB + repo_id))
+                          str(_hub_cache_folder(repo_id, cache_dir)), repr(HF_HUB + repo_id),
+                          f"put its {CONFIG_FILE} and weights in a folder and load 'local-dir:/path/to/folder'")
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -333,6 +341,15 @@ def _quiet_random_init():
         root.removeFilter(notice)
 
 
+def _check_local_dir(folder: Path) -> None:
+    if not (folder / CONFIG_FILE).is_file():
+        raise BackboneError(f"local-dir:{folder}: no {CONFIG_FILE} in that folder")
+    if not any(path.suffix in LOCAL_DIR_WEIGHTS for path in folder.iterdir()):
+        # open_clip would quietly initialise random weights; a folder is meant to carry them
+        kinds = ", ".join(LOCAL_DIR_WEIGHTS)
+        raise BackboneError(f"local-dir:{folder}: no weights file ({kinds}) in that folder")
+
+
 def _resolve(name: str | None, pretrained: str | None, cache_dir: str | None) -> tuple[str, str | None]:
     """Validate a (name, pretrained) pair and return what open_clip should be asked for."""
     if name is None:
@@ -343,9 +360,7 @@ def _resolve(name: str | None, pretrained: str | None, cache_dir: str | None) ->
         if pretrained:
             raise BackboneError(f"{name} carries its own weights; call it with pretrained=None")
         if name.startswith(LOCAL_DIR):
-            folder = Path(name[len(LOCAL_DIR):])
-            if not (folder / CONFIG_FILE).is_file():
-                raise BackboneError(f"{name}: no {CONFIG_FILE} in folder {folder}")
+            _check_local_dir(Path(name[len(LOCAL_DIR):]))
         else:
             _ensure_hub_repo_cached(name[len(HF_HUB):], cache_dir)
         return name, None
@@ -361,8 +376,9 @@ def _resolve(name: str | None, pretrained: str | None, cache_dir: str | None) ->
     return name, pretrained
 
 
-def load_backbone(name: str | None = None, pretrained: str | None = None, device: str | torch.device = "cpu",
-                  precision: str = "fp32", cache_dir: str | None = None) -> Backbone:
+def load_backbone(name: str | None = None, pretrained: str | None = None,
+                  device: str | torch.device = "cpu", precision: str = "fp32",
+                  cache_dir: str | None = None) -> Backbone:
     """Load an open_clip model as a :class:`Backbone` (in eval mode).
 
     ``name`` forms:
@@ -390,33 +406,30 @@ def load_backbone(name: str | None = None, pretrained: str | None = None, device
             )
         tokenizer = open_clip.get_tokenizer(spec, cache_dir=cache_dir)
         model_cfg = copy.deepcopy(open_clip.get_model_config(spec))
-    except BackboneError:
-        raise
     except Exception as error:  # every failure below open_clip: name the model and the reason
         source = f" with weights {weights!r}" if weights else ""
-        raise BackboneError(f"Could not load {spec}{source}: {type(error).__name__}: {error}") from error
+        hint = _UNPICKLE_HINT if isinstance(error, pickle.UnpicklingError) else ""
+        reason = f"{type(error).__name__}: {error}{hint}"
+        raise BackboneError(f"Could not load {spec}{source}: {reason}") from error
     return Backbone(clip, tokenizer, spec, weights, model_cfg).eval()
 
 
 def save_backbone(backbone: Backbone, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Write ``backbone`` in open_clip's local-dir layout; ``load_backbone("local-dir:<folder>")`` reads it.
+    """Write ``backbone`` in open_clip's local-dir layout, for ``load_backbone("local-dir:<folder>")``.
 
     Files are written atomically (temp file + rename). ``dtype`` (e.g. ``torch.float16``) halves
     the file; weights are cast back to the model's precision on load.
     """
+    from open_clip.push_to_hf_hub import save_config_for_hf
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: (v.to(dtype) if dtype and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in backbone.clip.state_dict().items()}
-    pp = open_clip.get_model_preprocess_cfg(backbone.clip)
-    cfg = {"model_cfg": backbone.model_cfg,
-           "preprocess_cfg": {"mean": list(backbone.mean), "std": list(backbone.std),
-                              "interpolation": pp.get("interpolation", "bicubic"),
-                              "resize_mode": backbone.resize_mode}}
     _atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(state, path))
-    _atomic_write(folder / CONFIG_FILE, lambda path: Path(path).write_text(json.dumps(cfg, indent=2)))
+    _atomic_write(folder / CONFIG_FILE,  # {"model_cfg": ..., "preprocess_cfg": ...}, as open_clip reads it
+                  lambda path: save_config_for_hf(backbone.clip, Path(path), backbone.model_cfg))
     return folder
 
 

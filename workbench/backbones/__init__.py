@@ -1,0 +1,25 @@
+"""ILFM backbones: open_clip models seen frame by frame, and taps into their image tower."""
+from workbench.backbones.openclip import (
+    Backbone,
+    BackboneError,
+    list_backbones,
+    load_backbone,
+    resolve_model_name,
+    save_backbone,
+)
+from workbench.backbones.taps import (
+    AttentionWeights,
+    LayerTokens,
+    PatchTokens,
+    TapError,
+    attention_weights,
+    layer_tokens,
+    patch_tokens,
+    vision_tower,
+)
+
+__all__ = [
+    "AttentionWeights", "Backbone", "BackboneError", "LayerTokens", "PatchTokens", "TapError",
+    "attention_weights", "layer_tokens", "list_backbones", "load_backbone", "patch_tokens",
+    "resolve_model_name", "save_backbone", "vision_tower",
+]

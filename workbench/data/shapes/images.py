@@ -1,0 +1,196 @@
+"""ShapesWorld still images with captions: the pretraining data of the embedded tiny CLIP.
+
+Captions name attributes (colour, shape, size), 3x3 positions, pairwise relations and counts, in
+several templates, and never a motion word (motion is what the video strategies must learn).
+Each image also gets a *hard negative* caption that differs in one detail (another colour, the
+two objects of a relation swapped, ...): CLIP-style in-batch contrast ignores word order unless
+batches hold such negatives (NegCLIP, Yuksekgonul et al., ICLR 2023).
+
+The zero-shot probes (:func:`probe_set`) are what ``workbench eval-ilfm`` measures and the model
+card reports: for each attribute, a held-out image and the candidate captions that differ only
+in that attribute.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .world import (COLOURS, COUNT_WORDS, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, Obj,
+                    cell_centre, random_background, render)
+
+RELATIONS = {  # relation -> (axis, sign): "A <rel> B" holds when sign * (A - B) along axis > 0
+    "to the left of": (0, -1), "to the right of": (0, 1), "above": (1, -1), "below": (1, 1),
+}
+PROBE_ATTRIBUTES = ("colour", "shape", "size", "position", "relation", "count")
+
+
+@dataclass
+class CaptionedImage:
+    image: np.ndarray        # uint8 [H, W, 3]
+    caption: str
+    hard_negative: str       # a caption that is wrong in exactly one detail
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def random_object(rng: np.random.Generator, position: str | None = None, size: str | None = None) -> Obj:
+    """An object in a 3x3 cell, jittered inside it so the cell stays unambiguous."""
+    position = position or _pick(rng, POSITIONS)
+    size = size or _pick(rng, tuple(SIZES))
+    cx, cy = cell_centre(position)
+    jitter = 0.06  # of the cell's 0.167 half-width: the centre never looks like a neighbour cell
+    return Obj(shape=_pick(rng, SHAPES), colour=_pick(rng, tuple(COLOURS)), size=size,
+               x=cx + rng.uniform(-jitter, jitter), y=cy + rng.uniform(-jitter, jitter),
+               angle=float(rng.uniform(-15, 15)))
+
+
+def _other(rng: np.random.Generator, options, current):
+    return _pick(rng, tuple(o for o in options if o != current))
+
+
+def describe_single(obj: Obj, position: str, fields: tuple[str, ...]) -> str:
+    """Caption for one object naming exactly ``fields`` (a subset of size/colour/shape/position)."""
+    words = [obj.size if "size" in fields else None, obj.colour if "colour" in fields else None,
+             obj.shape if "shape" in fields else "shape"]
+    text = with_article(" ".join(w for w in words if w))
+    return f"{text} {POSITION_PHRASES[position]}" if "position" in fields else text
+
+
+_SINGLE_FIELDS = (("colour", "shape"), ("size", "colour", "shape"), ("colour", "shape", "position"),
+                  ("size", "colour", "shape", "position"), ("size", "shape", "position"),
+                  ("colour", "position"), ("shape", "position"), ("size", "colour"))
+
+
+def single_object_image(rng: np.random.Generator, size_px: int = 64) -> CaptionedImage:
+    position = _pick(rng, POSITIONS)
+    obj = random_object(rng, position)
+    fields = _pick(rng, _SINGLE_FIELDS)
+    changed = _pick(rng, tuple(f for f in fields))
+    neg_obj, neg_pos = obj, position
+    if changed == "colour":
+        neg_obj = obj.moved(colour=_other(rng, tuple(COLOURS), obj.colour))
+    elif changed == "shape":
+        neg_obj = obj.moved(shape=_other(rng, SHAPES, obj.shape))
+    elif changed == "size":
+        neg_obj = obj.moved(size=_other(rng, tuple(SIZES), obj.size))
+    else:
+        neg_pos = _other(rng, POSITIONS, position)
+    image = render([obj], random_background(rng), size=size_px)
+    return CaptionedImage(image, describe_single(obj, position, fields),
+                          describe_single(neg_obj, neg_pos, fields))
+
+
+def _two_objects(rng: np.random.Generator, relation: str) -> tuple[Obj, Obj]:
+    """Two objects of different looks placed so that ``first <relation> second`` holds clearly."""
+    axis, sign = RELATIONS[relation]
+    while True:
+        a_pos, b_pos = rng.choice(len(POSITIONS), size=2, replace=False)
+        a_cell, b_cell = cell_centre(POSITIONS[a_pos]), cell_centre(POSITIONS[b_pos])
+        if sign * (a_cell[axis] - b_cell[axis]) > 0.2:
+            break
+    a = random_object(rng, POSITIONS[a_pos])
+    b = random_object(rng, POSITIONS[b_pos])
+    while (b.colour, b.shape) == (a.colour, a.shape):
+        b = b.moved(colour=_other(rng, tuple(COLOURS), a.colour))
+    return a, b
+
+
+def with_article(phrase: str) -> str:
+    return f"{'an' if phrase[0] in 'aeiou' else 'a'} {phrase}"
+
+
+def relation_caption(a: Obj, relation: str, b: Obj) -> str:
+    return f"{with_article(a.description)} {relation} {with_article(b.description)}"
+
+
+def relation_image(rng: np.random.Generator, size_px: int = 64) -> CaptionedImage:
+    relation = _pick(rng, tuple(RELATIONS))
+    a, b = _two_objects(rng, relation)
+    image = render([a, b], random_background(rng), size=size_px)
+    return CaptionedImage(image, relation_caption(a, relation, b), relation_caption(b, relation, a))
+
+
+def count_caption(objects: list[Obj]) -> str:
+    n = len(objects)
+    looks = {(o.colour, o.shape) for o in objects}
+    if len(looks) == 1:
+        colour, shape = looks.pop()
+        return f"{COUNT_WORDS[n]} {colour} {shape}s" if n > 1 else f"one {colour} {shape}"
+    return f"{COUNT_WORDS[n]} shapes"
+
+
+def count_image(rng: np.random.Generator, size_px: int = 64, n: int | None = None) -> CaptionedImage:
+    n = n or int(rng.integers(1, 5))
+    cells = rng.choice(len(POSITIONS), size=n, replace=False)
+    same = rng.random() < 0.3
+    objects = [random_object(rng, POSITIONS[c], size="small") for c in cells]
+    if same:
+        objects = [o.moved(colour=objects[0].colour, shape=objects[0].shape) for o in objects]
+    image = render(objects, random_background(rng), size=size_px)
+    wrong_n = _other(rng, (1, 2, 3, 4), n)
+    negative = count_caption(objects).replace(COUNT_WORDS[n], COUNT_WORDS[wrong_n], 1)
+    if wrong_n == 1 and negative.endswith("s") and not negative.endswith("shapes"):
+        negative = negative[:-1]
+    elif n == 1 and wrong_n > 1 and not negative.endswith("s"):
+        negative += "s"
+    return CaptionedImage(image, count_caption(objects), negative)
+
+
+# Mixture used for pretraining: most images teach attributes and positions; relations and counts
+# need their own share or CLIP-style training never sees them.
+MIXTURE = ((single_object_image, 0.5), (relation_image, 0.35), (count_image, 0.15))
+
+
+def sample_images(seed: int | tuple, n: int, size_px: int = 64) -> list[CaptionedImage]:
+    """``n`` captioned images, deterministic in ``seed`` (pass ``(seed, step)`` for a training batch)."""
+    rng = np.random.default_rng(seed)
+    makers, weights = zip(*MIXTURE)
+    choice = rng.choice(len(makers), size=n, p=np.asarray(weights) / sum(weights))
+    return [makers[k](rng, size_px) for k in choice]
+
+
+@dataclass
+class Probe:
+    image: np.ndarray
+    candidates: list[str]    # captions that differ only in the probed attribute
+    answer: int              # index of the true caption
+
+
+def probe(attribute: str, rng: np.random.Generator, size_px: int = 64) -> Probe:
+    """One zero-shot question about ``attribute`` (see PROBE_ATTRIBUTES)."""
+    bg = random_background(rng)
+    if attribute in ("colour", "shape", "size", "position"):
+        position = _pick(rng, POSITIONS)
+        obj = random_object(rng, position)
+        fields = {"colour": ("colour", "shape"), "shape": ("colour", "shape"),
+                  "size": ("size", "colour", "shape"), "position": ("colour", "shape", "position")}[attribute]
+        if attribute == "position":
+            options = [describe_single(obj, p, fields) for p in POSITIONS]
+            answer = POSITIONS.index(position)
+        else:
+            values = {"colour": tuple(COLOURS), "shape": SHAPES, "size": tuple(SIZES)}[attribute]
+            options = [describe_single(obj.moved(**{attribute: v}), position, fields) for v in values]
+            answer = values.index(getattr(obj, attribute))
+        return Probe(render([obj], bg, size=size_px), options, answer)
+    if attribute == "relation":
+        item = relation_image(rng, size_px)
+        flip = bool(rng.integers(2))
+        options = [item.hard_negative, item.caption] if flip else [item.caption, item.hard_negative]
+        return Probe(item.image, options, int(flip))
+    if attribute == "count":
+        n = int(rng.integers(1, 5))
+        cells = rng.choice(len(POSITIONS), size=n, replace=False)
+        objects = [random_object(rng, POSITIONS[c], size="small") for c in cells]
+        options = [f"{COUNT_WORDS[k]} shape" + ("s" if k > 1 else "") for k in (1, 2, 3, 4)]
+        return Probe(render(objects, bg, size=size_px), options, n - 1)
+    raise ValueError(f"unknown attribute {attribute!r}; choose from {PROBE_ATTRIBUTES}")
+
+
+def chance(attribute: str) -> float:
+    """Accuracy of a uniform guess on :func:`probe` for ``attribute``, in percent."""
+    k = {"colour": len(COLOURS), "shape": len(SHAPES), "size": len(SIZES),
+         "position": len(POSITIONS), "relation": 2, "count": 4}[attribute]
+    return 100.0 / k

@@ -1,0 +1,1 @@
+"""Adapted-feature strategies: the ILFM's features themselves are changed."""

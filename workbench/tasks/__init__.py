@@ -1,0 +1,1 @@
+"""Tasks from fine to coarse (DESIGN §5). Each takes any VideoTextModel."""

@@ -1,0 +1,240 @@
+"""One training loop for every strategy x task, on Hugging Face ``accelerate``.
+
+The same code trains on one CPU (today) and on many GPUs or machines (``accelerate launch`` /
+``torchrun``): ``accelerate`` wraps the model for DDP, scales the loss for AMP and gathers. The
+loop is contrastive (video <-> text InfoNCE, as CLIP4Clip and every strategy here train), with an
+explicit *hard negative* option: batches hold time-reversed twins side by side and each clip's
+sibling captions (same object, another event) as extra negatives. In-batch contrast alone rarely
+pits a clip against a caption that differs only in direction or order (DESIGN §4).
+
+Frozen feature-level strategies train on cached frame features (``data/features.py``) and never
+run the backbone; frozen text towers are encoded once. Checkpoints hold only the trainable
+parameters (safetensors) and the optimiser state, written atomically; a killed run resumes from
+its last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300                # optimiser steps
+    batch_size: int = 32            # clips per step (per process)
+    lr: float = 1e-3                # peak learning rate (AdamW), cosine decay after warm-up
+    backbone_lr: float = 1e-5       # learning rate for parameters that belong to the ILFM itself
+    weight_decay: float = 0.01
+    warmup: int = 20                # linear warm-up steps
+    hard_negatives: bool = True     # twins + sibling captions in every batch (see module docstring)
+    seed: int = 0                   # data order and initialisation
+    checkpoint_every: int = 100     # steps between atomic checkpoints (0: only at the end)
+    amp: bool = True                # bf16 autocast on CUDA (CPU runs stay fp32)
+
+
+@dataclass
+class RetrievalData:
+    """Clips with one caption each, and the hard-negative structure ShapesWorld provides."""
+
+    frames: torch.Tensor                    # uint8 [N,T,3,H,W] decoded clips
+    captions: list[str]                     # caption of clip i
+    twin: list[int | None]                  # index of clip i's time-reversed twin, if any
+    negatives: list[list[str]] = field(default_factory=list)  # extra hard-negative captions per clip
+    features: torch.Tensor | None = None    # cached frozen frame features [N,T,D], if computed
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def subset(self, index: list[int]) -> "RetrievalData":
+        where = {old: new for new, old in enumerate(index)}
+        return RetrievalData(self.frames[index], [self.captions[i] for i in index],
+                             [where.get(self.twin[i]) if self.twin[i] is not None else None for i in index],
+                             [self.negatives[i] for i in index] if self.negatives else [],
+                             None if self.features is None else self.features[index])
+
+
+def sample_batch(data: RetrievalData, batch_size: int, rng: np.random.Generator,
+                 hard_negatives: bool) -> tuple[list[int], list[str]]:
+    """Clip indices for one step, and the extra negative captions.
+
+    With hard negatives, half the batch are anchors and the other half their twins (or random
+    clips where a clip has none), and each anchor brings one sibling caption as a negative.
+    """
+    n = len(data)
+    if not hard_negatives:
+        return list(rng.choice(n, size=min(batch_size, n), replace=False)), []
+    anchors = rng.choice(n, size=min(max(1, batch_size // 2), n), replace=False)
+    index, extra = [], []
+    for a in anchors:
+        index.append(int(a))
+        if data.twin[a] is not None:
+            index.append(int(data.twin[a]))
+        if data.negatives and data.negatives[a]:
+            extra.append(data.negatives[a][int(rng.integers(len(data.negatives[a])))])
+    index = list(dict.fromkeys(index))[:batch_size]
+    return index, extra
+
+
+def batch_texts(captions: list[str], extra: list[str]) -> list[str]:
+    """The distinct texts of a batch: its captions first, then the extra negatives."""
+    return list(dict.fromkeys(captions + extra))
+
+
+def contrastive_loss(video: torch.Tensor, text: torch.Tensor, texts: list[str], captions: list[str],
+                     scale: float) -> torch.Tensor:
+    """Symmetric InfoNCE with several clips per caption allowed and extra text negatives.
+
+    video: [B,D] normalised clips; text: [U,D] normalised embeddings of ``texts`` (distinct; the
+    batch's captions plus extra negatives). A clip's target is its caption's column; a caption's
+    targets are all clips that carry it (uniformly), so identical captions are never pushed apart.
+    """
+    column = {t: i for i, t in enumerate(texts)}
+    logits = scale * video @ text.t()                          # [B,U]
+    targets = torch.tensor([column[c] for c in captions], device=video.device)
+    v2t = F.cross_entropy(logits, targets)
+    positives = torch.zeros(len(texts), len(captions), device=video.device)
+    positives[targets, torch.arange(len(captions), device=video.device)] = 1.0
+    used = positives.sum(1) > 0                                # captions present in the batch
+    t2v_targets = positives[used] / positives[used].sum(1, keepdim=True)
+    t2v = torch.sum(-t2v_targets * F.log_softmax(logits.t()[used], dim=1), dim=1).mean()
+    return (v2t + t2v) / 2
+
+
+def _lr_factor(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; parameters inside the ILFM (``backbone.*``) get the small ``backbone_lr``."""
+    groups: dict[str, list] = {"new": [], "backbone": []}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups["backbone" if name.startswith("backbone.") else "new"].append(p)
+    params = [{"params": groups["new"], "lr": cfg.lr, "base_lr": cfg.lr},
+              {"params": groups["backbone"], "lr": cfg.backbone_lr, "base_lr": cfg.backbone_lr}]
+    return torch.optim.AdamW([g for g in params if g["params"]], weight_decay=cfg.weight_decay)
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    names = {id(p) for p in model.trainable_parameters()}
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if id(p) in names}
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, state: dict) -> None:
+    _atomic(run_dir / "trainable.safetensors", lambda p: save_file(trainable_state(model), str(p)))
+    _atomic(run_dir / "optimizer.pt", lambda p: torch.save(optimizer.state_dict(), p))
+    _atomic(run_dir / "state.json", lambda p: p.write_text(json.dumps(state)))  # last: marks complete
+
+
+def load_trainable(model, path: Path) -> None:
+    """Load a strategy's trained parameters (safetensors) into a freshly created strategy."""
+    missing = set(trainable_state(model))
+    state = load_file(str(path))
+    model.load_state_dict(state, strict=False)
+    unknown = set(state) - missing
+    if unknown:
+        raise ValueError(f"{path}: parameters not in this strategy: {sorted(unknown)[:5]}")
+
+
+def _resume(run_dir: Path | None, model, optimizer) -> dict:
+    if run_dir is None or not (run_dir / "state.json").exists():
+        return {"step": 0, "wall_s": 0.0, "losses": []}
+    load_trainable(model, run_dir / "trainable.safetensors")
+    optimizer.load_state_dict(torch.load(run_dir / "optimizer.pt", weights_only=True))
+    return json.loads((run_dir / "state.json").read_text())
+
+
+def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path | None = None,
+                    accelerator=None, progress: bool = True) -> dict:
+    """Train ``model`` on clip-caption pairs; returns {"steps", "wall_s", "losses"}.
+
+    Feature-level strategies read ``data.features`` (compute them with
+    :class:`workbench.data.features.FeatureCache`); pixel-level ones read ``data.frames``.
+    """
+    from accelerate import Accelerator
+
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
+                                             mixed_precision="bf16" if cfg.amp and torch.cuda.is_available() else "no")
+    torch.manual_seed(cfg.seed)
+    if not model.trainable_parameters():
+        return {"steps": 0, "wall_s": 0.0, "losses": []}
+    optimizer = build_optimizer(model, cfg)
+    state = _resume(run_dir, model, optimizer)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    core = accelerator.unwrap_model(model)
+    use_features = core.input_level == "features"
+    if use_features and data.features is None:
+        raise ValueError(f"{core.name} trains on cached frame features: set data.features first")
+    text_cache = _frozen_text_encoder(core) if core.text_is_frozen else None
+    model.train()
+    bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps,
+               disable=not progress or not accelerator.is_main_process, desc=f"train {core.name}")
+    started = time.perf_counter() - state["wall_s"]
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * _lr_factor(cfg, step)
+        rng = np.random.default_rng((cfg.seed, step, accelerator.process_index))
+        index, extra = sample_batch(data, cfg.batch_size, rng, cfg.hard_negatives)
+        captions = [data.captions[i] for i in index]
+        texts = batch_texts(captions, extra)
+        with accelerator.autocast():
+            inputs = (data.features[index] if use_features
+                      else core.backbone.preprocess(data.frames[index])).to(accelerator.device)
+            # Through the (DDP-wrapped) forward, so gradients are synchronised across processes.
+            if text_cache is not None:
+                video, text = model(inputs), text_cache(texts)
+            else:
+                video, text = model(inputs, texts)
+            loss = contrastive_loss(video, text, texts, captions, core.logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(core.trainable_parameters(), 1.0)
+        optimizer.step()
+        state["losses"].append(round(loss.item(), 5))
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        done = step + 1
+        if run_dir is not None and accelerator.is_main_process and (
+                done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)):
+            state.update(step=done, wall_s=time.perf_counter() - started)
+            save_checkpoint(run_dir, core, optimizer, state)
+    state.update(step=cfg.steps, wall_s=time.perf_counter() - started)
+    return {"steps": state["step"], "wall_s": state["wall_s"], "losses": state["losses"]}
+
+
+def _frozen_text_encoder(model):
+    """Encode each distinct text once: a frozen text tower gives the same answer every time."""
+    cache: dict[str, torch.Tensor] = {}
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        missing = [t for t in texts if t not in cache]
+        if missing:
+            with torch.no_grad():
+                for t, f in zip(missing, model.encode_text(missing)):
+                    cache[t] = f
+        return torch.stack([cache[t] for t in texts])
+
+    return encode
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)
