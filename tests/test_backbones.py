@@ -254,6 +254,29 @@ def test_untrusted_pickle_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a.float().cpu(), b.float().cpu(), dim=-1)
+
+
+@torch.no_grad()
+def test_bf16_precision_casts_inputs(tiny, frames, tmp_path):
+    path = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny.clip.state_dict().items()}, str(path))
+    half = load_backbone(TINY, str(path), precision="bf16")
+    assert half.dtype == torch.bfloat16
+    assert _cosine(half.encode_frames(frames), tiny.encode_frames(frames)).min() > 0.98
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_cuda_matches_cpu(tiny, frames):
+    gpu = load_backbone(TINY, device="cuda")
+    gpu.clip.load_state_dict(tiny.clip.state_dict())
+    assert gpu.encode_frames(frames).device.type == "cuda"  # CPU inputs are moved
+    assert _cosine(gpu.encode_frames(frames), tiny.encode_frames(frames)).min() > 0.999
+    assert _cosine(gpu.encode_text(["a red circle"]), tiny.encode_text(["a red circle"])).min() > 0.999
+
+
 # --- the real ViT-B-32 architecture -----------------------------------------------------------
 
 

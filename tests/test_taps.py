@@ -207,6 +207,21 @@ def test_nothing_recorded_is_an_error(tiny):
         rec.tokens
 
 
+@pytest.mark.gpu
+def test_attention_weights_on_cuda(tiny):
+    gpu = load_backbone("shapes-clip-tiny", device="cuda")
+    gpu.clip.load_state_dict(tiny.clip.state_dict())
+    x = _images(gpu).cuda().requires_grad_()
+    with torch.no_grad():
+        reference = gpu.encode_images(x)  # the fused kernel
+    with attention_weights(gpu) as rec:
+        inside = gpu.encode_images(x)
+    assert torch.nn.functional.cosine_similarity(inside, reference).min() > 0.999
+    assert torch.allclose(rec.weights[0].sum(-1), torch.ones_like(rec.weights[0][..., 0]), atol=1e-3)
+    rec.weights[-1][:, :, 0, 1:].sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
 # --- the real ViT-B-32 architecture -----------------------------------------------------------
 
 

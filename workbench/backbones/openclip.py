@@ -78,8 +78,10 @@ class Backbone(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype image inputs are cast to (the visual tower's weights)."""
-        return next(self.clip.visual.parameters()).dtype
+        """The dtype image inputs are cast to: the image tower's first conv / linear weights
+        (with ``precision="bf16"``/``"fp16"`` open_clip keeps embeddings and norms in fp32)."""
+        layer = next(m for m in self.clip.visual.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+        return layer.weight.dtype
 
     @property
     def logit_scale(self) -> torch.Tensor:

@@ -131,8 +131,13 @@ def export_local_dir(model, name: str, out_dir: Path, extra: dict | None = None)
 
 
 def pretrain(cfg: PretrainConfig, run_dir: Path, export_dir: Path | None = None,
-             progress: bool = True) -> Path:
-    """Train (resuming from ``run_dir`` if a checkpoint is there) and export the model."""
+             progress: bool = True, max_steps_this_run: int | None = None) -> Path | None:
+    """Train (resuming from ``run_dir`` if a checkpoint is there) and export the model.
+
+    ``max_steps_this_run`` time-boxes one invocation (a laptop session, a CI job): it stops
+    after that many steps without exporting, exactly as a kill would; the next call resumes from
+    the last checkpoint. Returns the export folder, or None when stopped early.
+    """
     torch.manual_seed(cfg.seed)
     model, tokenizer = create_tiny_clip(cfg.model)
     optimizer = _optimizer(model, cfg)
@@ -146,7 +151,11 @@ def pretrain(cfg: PretrainConfig, run_dir: Path, export_dir: Path | None = None,
     bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps,
                disable=not progress, desc="pretrain")
     started = time.perf_counter() - state["wall_s"]
+    stop_at = state["step"] + max_steps_this_run if max_steps_this_run is not None else cfg.steps
     for step in bar:
+        if step >= stop_at:
+            bar.close()
+            return None
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(cfg, step)
         pixels, captions, negatives = make_batch(cfg, step, size, mean, std)
