@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
+
+from .io import atomic_write
 
 
 @dataclass
@@ -133,17 +134,10 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if id(p) in names}
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(run_dir: Path, model, optimizer, state: dict) -> None:
-    _atomic(run_dir / "trainable.safetensors", lambda p: save_file(trainable_state(model), str(p)))
-    _atomic(run_dir / "optimizer.pt", lambda p: torch.save(optimizer.state_dict(), p))
-    _atomic(run_dir / "state.json", lambda p: p.write_text(json.dumps(state)))  # last: marks complete
+    atomic_write(run_dir / "trainable.safetensors", lambda p: save_file(trainable_state(model), p))
+    atomic_write(run_dir / "optimizer.pt", lambda p: torch.save(optimizer.state_dict(), p))
+    atomic_write(run_dir / "state.json", lambda p: Path(p).write_text(json.dumps(state)))  # last: marks complete
 
 
 def load_trainable(model, path: Path) -> None:
@@ -165,11 +159,14 @@ def _resume(run_dir: Path | None, model, optimizer) -> dict:
 
 
 def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path | None = None,
-                    accelerator=None, progress: bool = True) -> dict:
+                    accelerator=None, progress: bool = True,
+                    max_steps_this_run: int | None = None) -> dict:
     """Train ``model`` on clip-caption pairs; returns {"steps", "wall_s", "losses"}.
 
     Feature-level strategies read ``data.features`` (compute them with
     :class:`workbench.data.features.FeatureCache`); pixel-level ones read ``data.frames``.
+    With ``run_dir`` the run checkpoints there and resumes from it. ``max_steps_this_run``
+    time-boxes one call: it stops as a kill would, and the next call resumes.
     """
     from accelerate import Accelerator
 
@@ -190,7 +187,10 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
     bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps,
                disable=not progress or not accelerator.is_main_process, desc=f"train {core.name}")
     started = time.perf_counter() - state["wall_s"]
+    stop_at = state["step"] + max_steps_this_run if max_steps_this_run is not None else cfg.steps
     for step in bar:
+        if step >= stop_at:
+            break
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * _lr_factor(cfg, step)
         rng = np.random.default_rng((cfg.seed, step, accelerator.process_index))
@@ -217,7 +217,8 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
                 done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)):
             state.update(step=done, wall_s=time.perf_counter() - started)
             save_checkpoint(run_dir, core, optimizer, state)
-    state.update(step=cfg.steps, wall_s=time.perf_counter() - started)
+    bar.close()
+    state.update(step=min(stop_at, cfg.steps), wall_s=time.perf_counter() - started)
     return {"steps": state["step"], "wall_s": state["wall_s"], "losses": state["losses"]}
 
 

@@ -18,7 +18,6 @@ import difflib
 import logging
 import os
 import pickle
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from workbench import config
+from workbench.io import atomic_write
 
 config.go_offline()  # before open_clip imports huggingface_hub: missing weights fail in seconds
 
@@ -429,18 +429,8 @@ def save_backbone(backbone: Backbone, folder: str | Path, dtype: torch.dtype | N
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: (v.to(dtype) if dtype and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in backbone.clip.state_dict().items()}
-    _atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(state, path))
-    _atomic_write(folder / CONFIG_FILE,  # {"model_cfg": ..., "preprocess_cfg": ...}, as open_clip reads it
+    atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(state, path))
+    atomic_write(folder / CONFIG_FILE,  # {"model_cfg": ..., "preprocess_cfg": ...}, as open_clip reads it
                   lambda path: save_config_for_hf(backbone.clip, Path(path), backbone.model_cfg))
     return folder
 
-
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from ..data.shapes import sample_images  # noqa: E402
+from ..io import atomic_write  # noqa: E402
 
 
 @dataclass
@@ -91,19 +91,11 @@ def _optimizer(model, cfg: PretrainConfig) -> torch.optim.Optimizer:
                              lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: a kill never leaves a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _save_checkpoint(run_dir: Path, model, optimizer, state: dict) -> None:
-    atomic_write(run_dir / "model.safetensors", lambda p: save_file(model.state_dict(), str(p)))
+    atomic_write(run_dir / "model.safetensors", lambda p: save_file(model.state_dict(), p))
     atomic_write(run_dir / "optimizer.pt", lambda p: torch.save(optimizer.state_dict(), p))
     # state.json last: it is what marks the checkpoint complete
-    atomic_write(run_dir / "state.json", lambda p: p.write_text(json.dumps(state, indent=1)))
+    atomic_write(run_dir / "state.json", lambda p: Path(p).write_text(json.dumps(state, indent=1)))
 
 
 def _load_checkpoint(run_dir: Path, model, optimizer) -> dict:
@@ -115,18 +107,15 @@ def _load_checkpoint(run_dir: Path, model, optimizer) -> dict:
     return json.loads(state_file.read_text())
 
 
-def export_local_dir(model, name: str, out_dir: Path, extra: dict | None = None) -> Path:
-    """Write open_clip's ``local-dir:`` layout (config + fp16 safetensors), atomically per file."""
-    open_clip.add_model_config(CONFIGS_DIR)
-    from open_clip.push_to_hf_hub import save_config_for_hf
+def export_local_dir(model, tokenizer, name: str, out_dir: Path, extra: dict | None = None) -> Path:
+    """Write open_clip's ``local-dir:`` layout (fp16 weights: half the file) plus training facts."""
+    from .openclip import Backbone, save_backbone
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
-    atomic_write(out_dir / "open_clip_model.safetensors", lambda p: save_file(weights, str(p)))
-    atomic_write(out_dir / "open_clip_config.json",
-                 lambda p: save_config_for_hf(model, p, open_clip.get_model_config(name)))
+    open_clip.add_model_config(CONFIGS_DIR)
+    save_backbone(Backbone(model, tokenizer, name, None, open_clip.get_model_config(name)), out_dir,
+                  dtype=torch.float16)
     if extra is not None:
-        atomic_write(out_dir / "training.json", lambda p: p.write_text(json.dumps(extra, indent=1)))
+        atomic_write(out_dir / "training.json", lambda p: Path(p).write_text(json.dumps(extra, indent=1)))
     return out_dir
 
 
@@ -176,6 +165,6 @@ def pretrain(cfg: PretrainConfig, run_dir: Path, export_dir: Path | None = None,
             with open(run_dir / "log.jsonl", "a") as log:
                 log.write(json.dumps(state) + "\n")
     export_dir = export_dir or MODELS_DIR / cfg.model
-    return export_local_dir(model, cfg.model, export_dir,
+    return export_local_dir(model, tokenizer, cfg.model, export_dir,
                             extra={"config": asdict(cfg), "wall_s": state["wall_s"],
                                    "final_loss": state.get("loss")})

@@ -9,12 +9,13 @@ retrained model never reads its predecessor's features.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..io import atomic_write
 
 
 def content_hash(source: str | Path | torch.Tensor | np.ndarray) -> str:
@@ -61,11 +62,8 @@ class FeatureCache:
         return load_file(str(path))["features"]
 
     def store(self, key: str, features: torch.Tensor) -> None:
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"features": features.detach().float().cpu().contiguous()}, str(tmp))
-        os.replace(tmp, path)
+        tensor = features.detach().float().cpu().contiguous()
+        atomic_write(self.path(key), lambda p: save_file({"features": tensor}, p))
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor, keys: list[str] | None = None, batch_size: int = 32) -> torch.Tensor:

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io import atomic_write
+
 __all__ = [
     "SAMPLERS", "CODECS", "RESIZE_MODES", "MAX_SIDE", "VideoError", "sample_indices",
     "video_info", "read_video", "write_video", "preprocess_frames", "VideoDataset",
@@ -339,15 +341,8 @@ def write_video(path: PathLike, frames: np.ndarray | torch.Tensor, fps: float = 
         frames = _pad_to_even(frames)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same suffix as the target: PyAV picks the container format from the extension.
-    temp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        _encode(temp, frames, Fraction(fps).limit_denominator(1001), codec, spec, options)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
+    rate = Fraction(fps).limit_denominator(1001)
+    return atomic_write(path, lambda temp: _encode(Path(temp), frames, rate, codec, spec, options))
 
 
 def _codec_spec(codec: str, path: Path) -> VideoCodec:

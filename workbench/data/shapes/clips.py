@@ -159,11 +159,19 @@ def reverse_spec(spec: EventSpec) -> EventSpec | None:
     return replace(spec, kind=kind)
 
 
+def _noun(words: str, definite: bool) -> str:
+    return f"the {words}" if definite else with_article(words)
+
+
 def _subject(look: Look, phrase: str, definite: bool) -> str:
     colour, shape = look
     # "a circle turns from red to blue", not "a red circle turns from red to blue"
-    noun = shape if "{c1}" in phrase else f"{colour} {shape}"
-    return f"the {noun}" if definite else with_article(noun)
+    return _noun(shape if "{c1}" in phrase else f"{colour} {shape}", definite)
+
+
+def _phrase(kind: str, template: int) -> str:
+    options = _VERB_PHRASES[_family(kind)]
+    return options[template % len(options)]
 
 
 def _fill(phrase: str, spec: EventSpec) -> str:
@@ -176,27 +184,23 @@ def _fill(phrase: str, spec: EventSpec) -> str:
 
 def verb_phrase(spec: EventSpec, template: int = 0) -> str:
     """What the actor of a single-object event does, without the subject: "moves to the left"."""
-    options = _VERB_PHRASES[_family(spec.kind)]
-    return _fill(options[template % len(options)], spec)
+    return _fill(_phrase(spec.kind, template), spec)
 
 
 def caption(spec: EventSpec, template: int = 0, definite: bool = False) -> str:
     """The sentence for an event; ``template`` picks the wording, ``definite`` says "the" not "a"."""
     if spec.kind in SINGLE_KINDS:
-        options = _VERB_PHRASES[_family(spec.kind)]
-        phrase = options[template % len(options)]
+        phrase = _phrase(spec.kind, template)
         return f"{_subject(spec.looks[0], phrase, definite)} {_fill(phrase, spec)}"
     options = _SENTENCES[spec.kind]
     sentence = options[template % len(options)]
     if spec.kind == "sequence":
-        first_phrase = _VERB_PHRASES[_family(spec.parts[0].kind)]
-        first_phrase = first_phrase[template % len(first_phrase)]
-        return sentence.format(s=_subject(spec.looks[0], first_phrase, definite),
-                               vp1=verb_phrase(spec.parts[0], template),
-                               vp2=verb_phrase(spec.parts[1], template))
-    name = [(f"the {c} {s}" if definite else with_article(f"{c} {s}")) for c, s in spec.looks]
-    the_a = "the {} {}".format(*spec.looks[0])
-    return sentence.format(a=name[0], b=name[1], the_a=the_a,
+        first, second = spec.parts
+        subject = _subject(spec.looks[0], _phrase(first.kind, template), definite)
+        return sentence.format(s=subject, vp1=verb_phrase(first, template),
+                               vp2=verb_phrase(second, template))
+    a, b = (_noun(f"{colour} {shape}", definite) for colour, shape in spec.looks)
+    return sentence.format(a=a, b=b, the_a=_noun("{} {}".format(*spec.looks[0]), True),
                            d=_DIRECTION_PHRASE.get(spec.direction or "", ""))
 
 
@@ -376,7 +380,7 @@ def _fit_shift(change: Change, radius: float) -> Change:
 SceneFn = Callable[[float], Scene]
 
 
-def _single_object(kinds: tuple[str, ...], rng: np.random.Generator) -> tuple[SceneFn, EventSpec, Obj]:
+def _single_object(kinds: tuple[str, ...], rng: np.random.Generator) -> tuple[SceneFn, EventSpec]:
     """One object doing ``kinds`` one after the other over the clip (one kind: the whole clip)."""
     spin = any(k.startswith("spin") for k in kinds)
     colour, shape = _random_look(rng, shapes=SPINNABLE if spin else SHAPES)
@@ -406,7 +410,7 @@ def _single_object(kinds: tuple[str, ...], rng: np.random.Generator) -> tuple[Sc
         specs.append(change.spec((state.colour, state.shape)))
         state = change.apply(state, 1.0)
     spec = specs[0] if n == 1 else EventSpec("sequence", specs[0].looks, parts=tuple(specs))
-    return scene, spec, obj
+    return scene, spec
 
 
 def _sequence_kinds(rng: np.random.Generator) -> tuple[str, str]:
@@ -501,7 +505,7 @@ def _generate(kind: str, rng: np.random.Generator) -> tuple[SceneFn, EventSpec, 
         scene, spec = _approach(rng)
         return scene, spec, 0
     kinds = _sequence_kinds(rng) if kind == "sequence" else (kind,)
-    scene, spec, _ = _single_object(kinds, rng)
+    scene, spec = _single_object(kinds, rng)
     if rng.random() >= 0.5:
         return scene, spec, 0
     path_looks = {(o.colour, o.shape) for u in np.linspace(0, 1, 3) for o in scene(u)}
@@ -517,8 +521,7 @@ def _siblings(spec: EventSpec, rng: np.random.Generator, template: int, k: int =
         first, second = spec.parts
         # the same two events in the other order, and each with the other one reversed
         lead = second if second.colours else replace(second, looks=first.looks)
-        back = reverse_spec(first)
-        options = ((lead, first), (first, reverse_spec(second)), (back, second))
+        options = ((lead, first), (first, _other_way(second, rng)), (_other_way(first, rng), second))
         return tuple(caption(EventSpec("sequence", a.looks, parts=(a, b)), template) for a, b in options)
     own = {spec.kind, REVERSE_KIND[spec.kind]}
     if spec.kind in PAIR_KINDS:
@@ -533,6 +536,14 @@ def _siblings(spec: EventSpec, rng: np.random.Generator, template: int, k: int =
                           if kind == "change_colour" else None) for kind in kinds]
     order = rng.permutation(len(pool))[:k]
     return tuple(caption(pool[i], template) for i in order)
+
+
+def _other_way(part: EventSpec, rng: np.random.Generator) -> EventSpec:
+    """The same kind of change the other way: reversed, or to another colour."""
+    if not part.colours:
+        return reverse_spec(part)
+    other = _pick(rng, [c for c in COLOURS if c not in part.colours])
+    return replace(part, colours=(part.colours[0], other))
 
 
 def _clip(kind: str, rng: np.random.Generator, num_frames: int, clip_id: str, split: str) -> Clip:

@@ -1,0 +1,238 @@
+"""Frozen-feature strategies (workbench/strategies/frozen/): post-network heads, EVL side-tuning and
+the distilled student. Fast tests use the tiny config with random weights on rendered ShapesWorld
+clips of one object growing or shrinking (each clip's twin is the same frames reversed, with the
+other verb in its caption); ``slow`` ones the real ViT-B-32 architecture (random weights).
+"""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import load_backbone
+from workbench.data.shapes import COLOURS, SHAPES, Background, Obj, render
+from workbench.strategies import create_strategy, flops_per_clip, list_strategies
+from workbench.strategies.frozen.distillation import student_speedup
+from workbench.tasks.retrieval import evaluate_retrieval
+from workbench.train import RetrievalData, TrainConfig, contrastive_loss, sample_batch, train_retrieval
+
+POST = ["post-transformer", "post-lstm", "post-conv1d"]
+FROZEN = POST + ["side-evl", "distill-student"]
+FRAMES = 4
+
+
+def growing_twins(n_pairs: int, seed: int, frames: int = FRAMES) -> RetrievalData:
+    """One object changing size; clip 2k grows, clip 2k+1 is it reversed (shrinks).
+
+    Growth, not left/right motion: a randomly initialised ViT's CLS feature barely encodes where an
+    object is (a shift changes it by a second-order, appearance-dependent amount), but how much of
+    the frame the object covers moves it along a consistent direction, so frame order is learnable
+    from the frozen features of an untrained tiny CLIP.
+    """
+    rng = np.random.default_rng(seed)
+    clips, captions, twin = [], [], []
+    for k in range(n_pairs):
+        shape, colour = str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS)))
+        x, y = rng.uniform(0.35, 0.65, size=2)
+        background = Background(grey=int(rng.integers(25, 85)))
+        clip = np.stack([render([Obj(shape, colour, "large", x, y, scale=scale)], background, size=64)
+                         for scale in np.linspace(0.4, 1.6, frames)])
+        clip = torch.from_numpy(clip).permute(0, 3, 1, 2)                 # [T,3,H,W] uint8
+        clips += [clip, clip.flip(0)]
+        captions += [f"a {colour} {shape} grows", f"a {colour} {shape} shrinks"]
+        twin += [2 * k + 1, 2 * k]
+    return RetrievalData(torch.stack(clips), captions, twin, [[] for _ in captions])
+
+
+@torch.no_grad()
+def with_features(data: RetrievalData, backbone) -> RetrievalData:
+    data.features = backbone.encode_frames(backbone.preprocess(data.frames))
+    return data
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return load_backbone("shapes-clip-tiny")
+
+
+@pytest.fixture(scope="module")
+def probe_frames(tiny):
+    """A fixed batch of preprocessed clips, and the backbone's output on it before any strategy."""
+    frames = tiny.preprocess(growing_twins(2, seed=99).frames)
+    with torch.no_grad():
+        return frames, tiny.encode_frames(frames)
+
+
+@pytest.fixture(scope="module")
+def train_data(tiny):
+    return with_features(growing_twins(16, seed=0), tiny)
+
+
+@pytest.fixture(scope="module")
+def test_data(tiny):
+    return with_features(growing_twins(8, seed=1), tiny)
+
+
+def _backbone_unchanged(backbone, probe_frames):
+    frames, before = probe_frames
+    with torch.no_grad():
+        assert torch.equal(backbone.encode_frames(frames), before)
+    assert not any(p.requires_grad for p in backbone.parameters())
+
+
+# --- creation, parameters, FLOPs --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FROZEN)
+def test_created_by_name_trains_only_its_own_parameters(name, tiny, probe_frames):
+    assert name in list_strategies("frozen")
+    model = create_strategy(name, tiny)
+    assert model.family == "frozen" and model.temporal and model.reference
+    assert model.input_level == ("features" if name in POST else "pixels") and model.leaf != "?"
+    counts = model.parameter_counts()
+    backbone_ids = {id(p) for p in tiny.parameters()}
+    assert 0 < counts["trainable"] < counts["total"]
+    assert not any(id(p) in backbone_ids for p in model.trainable_parameters())
+    assert counts["total"] == sum(p.numel() for p in tiny.parameters()) + counts["trainable"]
+    assert model.text_is_frozen
+    # One large optimiser step leaves the backbone exactly as it was.
+    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=1.0)
+    model.encode_video(probe_frames[0]).sum().backward()
+    optimizer.step()
+    _backbone_unchanged(tiny, probe_frames)
+
+
+def test_post_network_heads_and_side_network_add_compute_while_the_student_removes_it(tiny):
+    base = flops_per_clip(create_strategy("mean-pool", tiny), 8)
+    flops = {name: flops_per_clip(create_strategy(name, tiny), 8) for name in FROZEN}
+    assert all(flops[name] > base for name in POST + ["side-evl"])
+    assert 0 < flops["distill-student"] < base / 4   # the student replaces the image tower
+
+
+def test_clips_longer_than_the_position_table_are_refused(tiny):
+    model = create_strategy("post-transformer", tiny, max_frames=4, layers=1)
+    with pytest.raises(ValueError, match="max_frames"):
+        model.pool(torch.zeros(1, 5, tiny.embed_dim))
+    with pytest.raises(ValueError, match="blocks"):
+        create_strategy("side-evl", tiny, layers=99)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        create_strategy("post-lstm", tiny, kernel_size=3)  # a conv1d option
+
+
+# --- behaviour: time-reversed twins -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", POST)
+def test_post_network_heads_start_as_mean_pooling_and_learn_order(name, tiny, train_data, test_data,
+                                                                  probe_frames):
+    torch.manual_seed(0)
+    model = create_strategy(name, tiny)
+    mean_pool = create_strategy("mean-pool", tiny)
+    assert torch.equal(model.pool(test_data.features), mean_pool.pool(test_data.features))
+    assert evaluate_retrieval(model, test_data)["twin_accuracy"] == 50.0
+    train_retrieval(model, train_data, TrainConfig(steps=60, batch_size=16, lr=3e-3, warmup=5,
+                                                   checkpoint_every=0), progress=False)
+    assert evaluate_retrieval(model, test_data)["twin_accuracy"] >= 75.0
+    _backbone_unchanged(tiny, probe_frames)
+
+
+def test_side_network_starts_as_mean_pooling_and_learns_order(tiny, train_data, test_data, probe_frames):
+    torch.manual_seed(0)
+    model = create_strategy("side-evl", tiny)
+    assert evaluate_retrieval(model, test_data)["twin_accuracy"] == 50.0
+    train_retrieval(model, train_data, TrainConfig(steps=40, batch_size=16, lr=3e-3, warmup=5,
+                                                   checkpoint_every=0), progress=False)
+    assert evaluate_retrieval(model, test_data)["twin_accuracy"] >= 75.0
+    _backbone_unchanged(tiny, probe_frames)
+
+
+def test_side_network_builds_no_graph_through_the_backbone(tiny, probe_frames):
+    model = copy.deepcopy(create_strategy("side-evl", tiny))
+    for p in model.backbone.parameters():  # even a trainable-looking backbone gets no gradient
+        p.requires_grad_(True)
+    video = model.encode_video(probe_frames[0])
+    (video @ torch.randn(video.shape[1])).sum().backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(p.grad is not None for p in model.side.parameters())
+
+
+# --- behaviour: distillation --------------------------------------------------------------------
+
+
+def _distill(model, data: RetrievalData, steps: int) -> None:
+    """The training loop with the 2-line hook train.py is to gain (contrastive + auxiliary loss)."""
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        index, _ = sample_batch(data, 16, np.random.default_rng(step), hard_negatives=True)
+        captions = [data.captions[i] for i in index]
+        texts = list(dict.fromkeys(captions))
+        inputs = model.backbone.preprocess(data.frames[index])
+        video = model(inputs)
+        with torch.no_grad():
+            text = model.encode_text(texts)
+        loss = contrastive_loss(video, text, texts, captions, model.logit_scale)
+        loss = loss + model.auxiliary_loss(inputs, video)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+@torch.no_grad()
+def _agreement(model, data: RetrievalData) -> float:
+    """Mean cosine similarity of the student's and the teacher's embeddings of every clip."""
+    model.eval()
+    frames = model.backbone.preprocess(data.frames)
+    return torch.cosine_similarity(model.encode_video(frames), model.teacher_embedding(frames)).mean().item()
+
+
+def test_student_moves_toward_its_teacher(tiny, train_data, test_data, probe_frames):
+    torch.manual_seed(0)
+    model = create_strategy("distill-student", tiny)
+    before = _agreement(model, test_data)
+    _distill(model, train_data, steps=40)
+    after = _agreement(model, test_data)
+    assert after > before + 0.2 and after > 0.8
+    _backbone_unchanged(tiny, probe_frames)
+
+
+def test_student_takes_a_trained_strategy_as_teacher(tiny, probe_frames):
+    teacher = create_strategy("post-transformer", tiny, layers=1)
+    with torch.no_grad():
+        teacher.out.weight.normal_()  # a teacher that is no longer plain mean pooling
+    model = create_strategy("distill-student", tiny, teacher=teacher)
+    frames = probe_frames[0]
+    assert torch.equal(model.teacher_embedding(frames), teacher.encode_video(frames).detach())
+    assert not any(p is q for p in model.parameters() for q in teacher.parameters() if q.requires_grad)
+    assert set(model.state_dict()) == {f"backbone.{k}" for k in tiny.state_dict()} | {
+        f"student.{k}" for k in model.student.state_dict()}
+
+
+def test_student_speedup_is_measured(tiny):
+    speed = student_speedup(create_strategy("distill-student", tiny), num_frames=2, batch_size=2, repeats=1)
+    assert speed["student_clips_per_s"] > 0 and speed["teacher_clips_per_s"] > 0
+    assert speed["speedup"] == pytest.approx(speed["student_clips_per_s"] / speed["teacher_clips_per_s"])
+
+
+# --- the real ViT-B-32 architecture ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vit_b_32():
+    torch.manual_seed(0)
+    return load_backbone("ViT-B-32")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FROZEN)
+def test_vit_b_32_forward_backward_reaches_only_trainable_parameters(name, vit_b_32):
+    model = create_strategy(name, vit_b_32)
+    size = vit_b_32.image_size
+    frames = torch.randn(1, 2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    video, text = model(frames, ["a red circle moves right", "a red circle moves left"])
+    assert video.shape == (1, vit_b_32.embed_dim) and text.shape == (2, vit_b_32.embed_dim)
+    (video @ text.t()).sum().backward()
+    trainable = {id(p) for p in model.trainable_parameters()}
+    for p in model.parameters():
+        assert (p.grad is not None) == (id(p) in trainable)

@@ -1,0 +1,107 @@
+"""The one training loop: contrastive loss, hard negatives, resume, and 2-process DDP."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench import load_backbone
+from workbench.strategies.base import VideoTextModel
+from workbench.tasks.retrieval import evaluate_retrieval
+from workbench.train import RetrievalData, TrainConfig, contrastive_loss, train_retrieval
+
+HERE = Path(__file__).parent
+
+
+class OrderHead(VideoTextModel):
+    """A minimal order-aware head on frozen features (test-local: not registered)."""
+
+    family, leaf, temporal, input_level = "frozen", "test head", True, "features"
+
+    def __init__(self, backbone):
+        super().__init__(backbone)
+        d = backbone.embed_dim
+        self.gru = nn.GRU(d, d, batch_first=True)
+        self.out = nn.Linear(d, d)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def pool(self, features):
+        return F.normalize(features.mean(1) + self.out(self.gru(features)[0][:, -1]), dim=-1)
+
+
+def synthetic_twins(backbone, n_objects=6, frames=4, seed=0) -> RetrievalData:
+    """Per-frame features moving along a line; each clip's twin is the same frames reversed."""
+    g = torch.Generator().manual_seed(seed)
+    d = backbone.embed_dim
+    feats, captions, twin = [], [], []
+    names = ["red circle", "blue square", "green star", "white cross", "yellow triangle", "cyan diamond"]
+    for k in range(n_objects):
+        start, step = torch.randn(d, generator=g), torch.randn(d, generator=g)
+        clip = torch.stack([start + t * step for t in range(frames)])
+        feats += [clip, clip.flip(0)]
+        captions += [f"a {names[k]} moves to the left", f"a {names[k]} moves to the right"]
+        twin += [2 * k + 1, 2 * k]
+    frames_u8 = torch.zeros(len(feats), frames, 3, 8, 8, dtype=torch.uint8)
+    return RetrievalData(frames_u8, captions, twin, [[] for _ in captions], torch.stack(feats))
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    torch.manual_seed(0)
+    return load_backbone("shapes-clip-tiny")
+
+
+def test_contrastive_loss_prefers_aligned_pairs_and_tolerates_duplicate_captions():
+    text = F.normalize(torch.eye(3), dim=-1)
+    texts = ["a", "b", "c"]
+    aligned = contrastive_loss(text.clone(), text, texts, ["a", "b", "c"], scale=10.0)
+    shuffled = contrastive_loss(text[[1, 2, 0]], text, texts, ["a", "b", "c"], scale=10.0)
+    assert aligned < shuffled
+    # Two clips with the same caption: both are positives of that caption, nothing breaks.
+    dup = contrastive_loss(text[[0, 0, 1]], text, texts, ["a", "a", "b"], scale=10.0)
+    assert torch.isfinite(dup) and dup < shuffled
+
+
+def test_order_head_learns_twins_with_hard_negatives(backbone):
+    data = synthetic_twins(backbone)
+    torch.manual_seed(0)
+    model = OrderHead(backbone)
+    assert evaluate_retrieval(model, data)["twin_accuracy"] == 50.0  # zero-init: mean pooling
+    train_retrieval(model, data, TrainConfig(steps=80, batch_size=8, lr=3e-3, warmup=5), progress=False)
+    assert evaluate_retrieval(model, data)["twin_accuracy"] >= 90.0
+
+
+def test_resume_gives_the_same_parameters(backbone, tmp_path):
+    data = synthetic_twins(backbone)
+    cfg = TrainConfig(steps=10, batch_size=8, checkpoint_every=4, warmup=2)
+    torch.manual_seed(1)
+    straight = OrderHead(backbone)
+    train_retrieval(straight, data, cfg, run_dir=tmp_path / "a", progress=False)
+    torch.manual_seed(1)
+    interrupted = OrderHead(backbone)
+    out = train_retrieval(interrupted, data, cfg, run_dir=tmp_path / "b", progress=False, max_steps_this_run=6)
+    assert out["steps"] == 6 and json.loads((tmp_path / "b" / "state.json").read_text())["step"] == 4
+    torch.manual_seed(1)
+    resumed = OrderHead(backbone)  # a new process would start from scratch and load the checkpoint
+    train_retrieval(resumed, data, cfg, run_dir=tmp_path / "b", progress=False)
+    for (name, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_in_sync(tmp_path):
+    """torchrun with 2 CPU processes: DDP keeps both replicas identical and the loss falls."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533",
+                    str(HERE / "ddp_train_script.py"), str(tmp_path)], check=True, env=env, timeout=300)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert results[0]["world_size"] == 2
+    assert results[0]["checksum"] == pytest.approx(results[1]["checksum"], rel=1e-6)
+    assert results[0]["last_loss"] < results[0]["first_loss"]

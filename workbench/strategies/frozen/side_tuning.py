@@ -1,0 +1,116 @@
+"""Side-tuning: a small decoder *beside* the frozen ILFM reads its last layers' tokens (EVL).
+
+Lin et al., *Frozen CLIP Models are Efficient Video Learners* (EVL, ECCV 2022). The image tower runs
+under ``torch.no_grad`` — no autograd graph is ever built through it, so training costs one frozen
+forward plus a light side network, and backbone memory does not grow with the batch's gradients.
+From each of the last ``k`` blocks the side network takes every frame's tokens (CLS and patches,
+via :func:`workbench.backbones.taps.layer_tokens`) and, stage by stage (one per tapped block):
+
+1. projects them into the side width (LayerNorm + Linear: blocks differ in scale);
+2. tells them when they happened: learnable frame position embeddings, and a depthwise temporal
+   1-D convolution across frames at each token position (EVL's local temporal modules);
+3. lets learnable query token(s) cross-attend to all frames' tokens at once (a pre-LN decoder
+   block: open_clip's ``ResidualAttentionBlock`` with ``is_cross_attention=True``).
+
+The queries' final state goes through a zero-initialised projection into the joint space and is
+added to the mean-pooled frame (CLS) features, as EVL adds its decoder output to CLIP's feature;
+so the untrained strategy is zero-shot mean pooling exactly. Text tower frozen. The backbone is
+only read, never changed: no copy of it is needed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from open_clip.transformer import ResidualAttentionBlock
+from torch import nn
+
+from ...backbones.taps import layer_tokens, vision_tower
+from ..base import VideoTextModel, register_strategy
+from .post_network import POSITION_INIT_STD
+
+
+@dataclass
+class SideEVLConfig:
+    layers: int = 4                 # last-k backbone blocks read by the side network (EVL: 4)
+    width: int | None = None        # side-network width; None: half the image tower's width
+    head_width: int = 64            # width per attention head of the decoder
+    queries: int = 1                # learnable query tokens (EVL: one)
+    kernel_size: int = 3            # frames seen by the depthwise temporal convolution
+    max_frames: int = 64            # rows of the frame position table; longer clips are refused
+
+
+class SideStage(nn.Module):
+    """One tapped block's tokens, placed in time, then read by the queries."""
+
+    def __init__(self, in_width: int, width: int, heads: int, kernel_size: int, max_frames: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(in_width)
+        self.proj = nn.Linear(in_width, width)
+        self.frame_position = nn.Parameter(torch.randn(max_frames, width) * POSITION_INIT_STD)
+        self.temporal_conv = nn.Conv1d(width, width, kernel_size, padding="same", groups=width)
+        self.decoder = ResidualAttentionBlock(width, heads, is_cross_attention=True)
+
+    def forward(self, query: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """query [B,Q,w], tokens [B,T,L,W] -> query [B,Q,w]."""
+        b, t, length, _ = tokens.shape
+        x = self.proj(self.norm(tokens)) + self.frame_position[:t, None]     # [B,T,L,w]
+        per_token = x.permute(0, 2, 3, 1).reshape(b * length, -1, t)          # [B*L,w,T]
+        x = x + self.temporal_conv(per_token).view(b, length, -1, t).permute(0, 3, 1, 2)
+        x = x.flatten(1, 2)                                                  # [B,T*L,w]
+        return self.decoder(query, k_x=x, v_x=x)
+
+
+class SideDecoder(nn.Module):
+    """Per-layer tokens of B*T frames -> one [B,D] residual in the joint space (zero at init)."""
+
+    def __init__(self, in_width: int, embed_dim: int, cfg: SideEVLConfig) -> None:
+        super().__init__()
+        width = cfg.width or max(1, in_width // 2)
+        heads = max(1, width // cfg.head_width)
+        if width % heads:
+            raise ValueError(f"side-evl: width {width} is not divisible into {heads} heads")
+        self.query = nn.Parameter(torch.randn(cfg.queries, width) * 0.02)
+        self.stages = nn.ModuleList(SideStage(in_width, width, heads, cfg.kernel_size, cfg.max_frames)
+                                    for _ in range(cfg.layers))
+        self.out_norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, embed_dim)
+        nn.init.zeros_(self.out.weight)  # zero residual: the untrained strategy is mean pooling
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, tokens: list[torch.Tensor], b: int, t: int) -> torch.Tensor:
+        """tokens: per tapped block [B*T,L,W], shallowest first -> [B,D]."""
+        query = self.query.expand(b, -1, -1)                                  # [B,Q,w]
+        for stage, layer in zip(self.stages, tokens):
+            query = stage(query, layer.to(self.query.dtype).view(b, t, *layer.shape[1:]))
+        return self.out(self.out_norm(query.mean(dim=1)))                    # [B,D]
+
+
+@register_strategy("side-evl")
+class SideEVL(VideoTextModel):
+    family = "frozen"
+    leaf = "side-tuning"
+    reference = "EVL (Lin et al., ECCV 2022)"
+    temporal = True
+    input_level = "pixels"
+    order = 20
+
+    def __init__(self, backbone, **cfg) -> None:
+        super().__init__(backbone)
+        self.cfg = SideEVLConfig(**cfg)
+        depth = len(vision_tower(backbone).transformer.resblocks)
+        if not 1 <= self.cfg.layers <= depth:
+            raise ValueError(f"side-evl: layers={self.cfg.layers}, but the image tower has {depth} blocks")
+        self.tapped = list(range(depth - self.cfg.layers, depth))
+        self.side = SideDecoder(vision_tower(backbone).transformer.width, backbone.embed_dim, self.cfg)
+        self.side.to(backbone.device)
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B,T,3,H,W] -> [B,D]: mean-pooled frozen CLS features + the side network's residual."""
+        b, t = frames.shape[:2]
+        if t > self.cfg.max_frames:
+            raise ValueError(f"side-evl: {t} frames, but max_frames={self.cfg.max_frames}")
+        with torch.no_grad(), layer_tokens(self.backbone, self.tapped) as rec:
+            features = self.backbone.encode_frames(frames)                   # [B,T,D]
+        residual = self.side(rec.tokens, b, t)                                # [B,D]
+        return self.pool(features.to(residual.dtype) + residual[:, None])    # mean + residual
