@@ -331,3 +331,16 @@ def test_export_writes_decodable_videos_and_skips_on_rerun(tmp_path):
     assert again["written"] == 0 and again["skipped"] == first["written"]
     with pytest.raises(ValueError, match="overwrite=True"):
         write_shapesworld(tmp_path, TINY, seed=1, progress=False)
+
+
+def test_lossless_export_keeps_twins_exact_reversals_on_disk(tmp_path):
+    from workbench.data.shapes.export import build_shapesworld, write_shapesworld
+    from workbench.data.video import read_video
+
+    write_shapesworld(tmp_path, TINY, seed=0, progress=False, lossless=True)
+    clip = next(c for c in build_shapesworld(TINY, seed=0).clips if c.event == "move_left")
+
+    def decoded(video_id):
+        return read_video(tmp_path / "videos" / f"{video_id}.mp4", num_frames=clip.num_frames).numpy()
+
+    assert np.array_equal(decoded(clip.twin_id), decoded(clip.clip_id)[::-1])

@@ -131,7 +131,7 @@ def test_post_network_heads_start_as_mean_pooling_and_learn_order(name, tiny, tr
     mean_pool = create_strategy("mean-pool", tiny)
     assert torch.equal(model.pool(test_data.features), mean_pool.pool(test_data.features))
     assert evaluate_retrieval(model, test_data)["twin_accuracy"] == 50.0
-    train_retrieval(model, train_data, TrainConfig(steps=60, batch_size=16, lr=3e-3, warmup=5,
+    train_retrieval(model, train_data, TrainConfig(steps=100, batch_size=16, lr=3e-3, warmup=5,
                                                    checkpoint_every=0), progress=False)
     assert evaluate_retrieval(model, test_data)["twin_accuracy"] >= 75.0
     _backbone_unchanged(tiny, probe_frames)
@@ -141,7 +141,7 @@ def test_side_network_starts_as_mean_pooling_and_learns_order(tiny, train_data, 
     torch.manual_seed(0)
     model = create_strategy("side-evl", tiny)
     assert evaluate_retrieval(model, test_data)["twin_accuracy"] == 50.0
-    train_retrieval(model, train_data, TrainConfig(steps=40, batch_size=16, lr=3e-3, warmup=5,
+    train_retrieval(model, train_data, TrainConfig(steps=30, batch_size=8, lr=3e-3, warmup=5,
                                                    checkpoint_every=0), progress=False)
     assert evaluate_retrieval(model, test_data)["twin_accuracy"] >= 75.0
     _backbone_unchanged(tiny, probe_frames)
@@ -160,12 +160,12 @@ def test_side_network_builds_no_graph_through_the_backbone(tiny, probe_frames):
 # --- behaviour: distillation --------------------------------------------------------------------
 
 
-def _distill(model, data: RetrievalData, steps: int) -> None:
+def _distill(model, data: RetrievalData, steps: int, batch_size: int = 8) -> None:
     """The training loop with the 2-line hook train.py is to gain (contrastive + auxiliary loss)."""
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=3e-3)
     model.train()
     for step in range(steps):
-        index, _ = sample_batch(data, 16, np.random.default_rng(step), hard_negatives=True)
+        index, _ = sample_batch(data, batch_size, np.random.default_rng(step), hard_negatives=True)
         captions = [data.captions[i] for i in index]
         texts = list(dict.fromkeys(captions))
         inputs = model.backbone.preprocess(data.frames[index])
@@ -191,9 +191,9 @@ def test_student_moves_toward_its_teacher(tiny, train_data, test_data, probe_fra
     torch.manual_seed(0)
     model = create_strategy("distill-student", tiny)
     before = _agreement(model, test_data)
-    _distill(model, train_data, steps=40)
+    _distill(model, train_data, steps=15)
     after = _agreement(model, test_data)
-    assert after > before + 0.2 and after > 0.8
+    assert after > before + 0.5 and after > 0.7
     _backbone_unchanged(tiny, probe_frames)
 
 

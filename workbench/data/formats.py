@@ -156,6 +156,13 @@ def _read_text(path: Path) -> str:
         raise FormatError(path, None, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of every non-blank line."""
+    for line, text in enumerate(_read_text(path).splitlines(), start=1):
+        if text.strip():
+            yield line, text
+
+
 def _load_json(path: Path) -> tuple[object, str]:
     text = _read_text(path)
     try:
@@ -345,9 +352,7 @@ def read_charades_sta(annotation_file: Path, video_dir: Path) -> list[VideoRecor
     """Charades-STA: ``<video_id> <start> <end>##<sentence>`` per line, times in seconds."""
     path, finder = Path(annotation_file), _VideoFinder(Path(video_dir))
     split, records = _split_from_name(path), []
-    for line, text in enumerate(_read_text(path).splitlines(), start=1):
-        if not text.strip():
-            continue
+    for line, text in _text_lines(path):
         head, sep, sentence = text.partition("##")
         fields = head.split()
         if not sep or len(fields) != 3 or not sentence.strip():
@@ -367,9 +372,7 @@ def read_qvhighlights(annotation_file: Path, video_dir: Path) -> list[VideoRecor
     """QVHighlights JSON lines; the test release has no windows or scores, and they stay empty."""
     path, finder = Path(annotation_file), _VideoFinder(Path(video_dir))
     split, records = _split_from_name(path), []
-    for line, text in enumerate(_read_text(path).splitlines(), start=1):
-        if not text.strip():
-            continue
+    for line, text in _text_lines(path):
         try:
             entry = json.loads(text)
         except json.JSONDecodeError as error:

@@ -59,3 +59,62 @@ def evaluate_retrieval(model, data: RetrievalData) -> dict:
               "v2t": metrics.retrieval_metrics(sim.numpy(), correct)}
     result["twin_accuracy"] = twin_accuracy(sim, texts, data)
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# ShapesWorld: training data and the appearance / motion / order evaluation splits
+# --------------------------------------------------------------------------------------------
+
+def clips_to_data(clips, size: int) -> RetrievalData:
+    """ShapesWorld clips -> RetrievalData (frames rendered at the model's input size)."""
+    from ..data.video import preprocess_frames  # noqa: F401  (frames stay uint8 here)
+
+    index = {c.clip_id: i for i, c in enumerate(clips)}
+    frames = torch.from_numpy(np.stack([c.frames(size) for c in clips])).permute(0, 1, 4, 2, 3)
+    return RetrievalData(frames.contiguous(), [c.caption for c in clips],
+                         [index.get(c.twin_id) for c in clips],
+                         [list(c.siblings) for c in clips])
+
+
+def shapes_retrieval_data(split: str, profile, backbone, seed: int = 0):
+    """Training clips (``split="train"``) or one evaluation split's clips and items.
+
+    Returns ``RetrievalData`` for "train"; for "appearance" / "motion" / "order" returns
+    ``(RetrievalData of the split's distinct clips, items)`` where items are the split's
+    multiple-choice questions (:func:`workbench.data.shapes.clips.evaluation_split`).
+    """
+    from ..data.shapes.clips import evaluation_split, make_clips
+
+    if split == "train":
+        return clips_to_data(make_clips(seed, profile.clips_per_kind, profile.num_frames, "train"),
+                             backbone.image_size)
+    items = evaluation_split(split, seed, profile.eval_clips_per_kind, profile.num_frames)
+    clips = list({item.clip.clip_id: item.clip for item in items}.values())
+    return clips_to_data(clips, backbone.image_size), items
+
+
+@torch.no_grad()
+def multiple_choice_accuracy(model, data: RetrievalData, items) -> float:
+    """% of items whose true caption scores highest among its candidates (ties share credit)."""
+    video = embed_videos(model, data)
+    row = {caption: i for i, caption in enumerate(data.captions)}
+    texts = list(dict.fromkeys(t for item in items for t in item.candidates))
+    text = model.encode_text(texts).float().cpu()
+    column = {t: i for i, t in enumerate(texts)}
+    credit = []
+    for item in items:
+        scores = video[row[item.clip.caption]] @ text[[column[t] for t in item.candidates]].t()
+        best = torch.nonzero(scores == scores.max()).flatten().tolist()
+        credit.append(1.0 / len(best) if item.answer in best else 0.0)
+    return 100.0 * float(np.mean(credit))
+
+
+def evaluate_splits(model, splits: dict) -> dict:
+    """For each split name -> (data, items): multiple-choice accuracy and t2v retrieval."""
+    out = {}
+    for name, (data, items) in splits.items():
+        result = evaluate_retrieval(model, data)
+        out[name] = {"mc_accuracy": multiple_choice_accuracy(model, data, items),
+                     "t2v_R1": result["t2v"]["R1"], "v2t_R1": result["v2t"]["R1"],
+                     "twin_accuracy": result["twin_accuracy"]}
+    return out

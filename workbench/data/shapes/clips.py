@@ -257,7 +257,7 @@ def random_change(kind: str, rng: np.random.Generator, obj: Obj,
         sign = -1.0 if kind == "spin_clockwise" else 1.0  # Obj.angle is counterclockwise
         return Change(kind, turn=sign * float(rng.uniform(0.6, 1.2)) * SYMMETRY[obj.shape])
     if kind == "change_colour":
-        return Change(kind, colours=(obj.colour, _pick(rng, [c for c in COLOURS if c != obj.colour])))
+        return Change(kind, colours=(obj.colour, pick(rng, [c for c in COLOURS if c != obj.colour])))
     if kind == "appear":
         return Change(kind, reveal=float(rng.uniform(0.3, 0.7)))
     if kind == "stay":
@@ -272,8 +272,28 @@ def random_change(kind: str, rng: np.random.Generator, obj: Obj,
 Scene = tuple[Obj, ...]
 
 
+class SceneVideo:
+    """Per-frame scenes on one background, rendered to pixels on demand (clips, long videos)."""
+
+    scenes: tuple[Scene, ...]
+    background: Background
+    fps: int
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.scenes)
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    def frames(self, size: int = 64) -> np.ndarray:
+        """uint8 [T, size, size, 3]."""
+        return render_scenes(self.scenes, self.background, size)
+
+
 @dataclass(frozen=True)
-class Clip:
+class Clip(SceneVideo):
     """One captioned clip: per-frame scenes, rendered to pixels on demand."""
 
     clip_id: str
@@ -291,18 +311,6 @@ class Clip:
     template: int                   # wording of the caption (and of its twin and siblings)
     siblings: tuple[str, ...]       # same object(s), another event: hard negatives
     fps: int = FPS
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.scenes)
-
-    @property
-    def duration(self) -> float:
-        return self.num_frames / self.fps
-
-    def frames(self, size: int = 64) -> np.ndarray:
-        """uint8 [T, size, size, 3]."""
-        return render_scenes(self.scenes, self.background, size)
 
     def boxes(self, size: int | None = None) -> list[tuple[float, float, float, float] | None]:
         """The actor's box [x1, y1, x2, y2] per frame (pixels if ``size``, else [0, 1]); None
@@ -340,19 +348,19 @@ def _box(obj: Obj, size: int | None) -> tuple[float, float, float, float] | None
     return tuple(v * size for v in box) if size else box
 
 
-def _pick(rng: np.random.Generator, options):
+def pick(rng: np.random.Generator, options):
     options = list(options)
     return options[int(rng.integers(len(options)))]
 
 
-def _rng(*keys: int | str) -> np.random.Generator:
+def rng_for(*keys: int | str) -> np.random.Generator:
     """A generator seeded by a tuple of ints and strings (strings by CRC-32)."""
     return np.random.default_rng([k if isinstance(k, int) else zlib.crc32(k.encode()) for k in keys])
 
 
 def _random_look(rng: np.random.Generator, exclude=(), shapes=SHAPES) -> Look:
     while True:
-        look = (_pick(rng, COLOURS), _pick(rng, shapes))
+        look = (pick(rng, COLOURS), pick(rng, shapes))
         if look not in exclude:
             return look
 
@@ -384,7 +392,7 @@ def _single_object(kinds: tuple[str, ...], rng: np.random.Generator) -> tuple[Sc
     """One object doing ``kinds`` one after the other over the clip (one kind: the whole clip)."""
     spin = any(k.startswith("spin") for k in kinds)
     colour, shape = _random_look(rng, shapes=SPINNABLE if spin else SHAPES)
-    size = _pick(rng, SIZES)
+    size = pick(rng, SIZES)
     angle = float(rng.uniform(0, 360)) if spin else float(rng.uniform(-15, 15))
     obj = Obj(shape, colour, size, 0.5, 0.5, angle=angle)
     changes, state = [], obj
@@ -418,14 +426,14 @@ def _sequence_kinds(rng: np.random.Generator) -> tuple[str, str]:
     families = {"move": MOVE_KINDS, "size": ("grow", "shrink"),
                 "spin": ("spin_clockwise", "spin_counterclockwise"), "colour": ("change_colour",)}
     first, second = rng.choice(list(families), size=2, replace=False)
-    return _pick(rng, families[first]), _pick(rng, families[second])
+    return pick(rng, families[first]), pick(rng, families[second])
 
 
 def _two_objects(rng: np.random.Generator) -> tuple[Obj, Obj]:
     a_look = _random_look(rng)
     b_look = _random_look(rng, exclude=(a_look,))
-    a = Obj(a_look[1], a_look[0], _pick(rng, SIZES), 0.5, 0.5, angle=float(rng.uniform(-15, 15)))
-    b = Obj(b_look[1], b_look[0], _pick(rng, SIZES), 0.5, 0.5, angle=float(rng.uniform(-15, 15)))
+    a = Obj(a_look[1], a_look[0], pick(rng, SIZES), 0.5, 0.5, angle=float(rng.uniform(-15, 15)))
+    b = Obj(b_look[1], b_look[0], pick(rng, SIZES), 0.5, 0.5, angle=float(rng.uniform(-15, 15)))
     return a, b
 
 
@@ -482,7 +490,7 @@ def _distractor(rng: np.random.Generator, scene: SceneFn, exclude: set[Look]) ->
     """A still object placed clear of the actor's whole path, or None if there is no room."""
     path = [scene(u)[0] for u in np.linspace(0, 1, 9)]
     look = _random_look(rng, exclude=exclude)
-    size = _pick(rng, SIZES)
+    size = pick(rng, SIZES)
     radius = SIZES[size]
     for _ in range(30):
         x, y = (float(v) for v in rng.uniform(radius + 0.02, 1 - radius - 0.02, size=2))
@@ -532,7 +540,7 @@ def _siblings(spec: EventSpec, rng: np.random.Generator, template: int, k: int =
         colour, shape = spec.looks[0]
         kinds = [kind for kind in SINGLE_KINDS if kind not in own
                  and (shape in SPINNABLE or not kind.startswith("spin"))]
-        pool = [EventSpec(kind, spec.looks, colours=(colour, _pick(rng, [c for c in COLOURS if c != colour]))
+        pool = [EventSpec(kind, spec.looks, colours=(colour, pick(rng, [c for c in COLOURS if c != colour]))
                           if kind == "change_colour" else None) for kind in kinds]
     order = rng.permutation(len(pool))[:k]
     return tuple(caption(pool[i], template) for i in order)
@@ -542,7 +550,7 @@ def _other_way(part: EventSpec, rng: np.random.Generator) -> EventSpec:
     """The same kind of change the other way: reversed, or to another colour."""
     if not part.colours:
         return reverse_spec(part)
-    other = _pick(rng, [c for c in COLOURS if c not in part.colours])
+    other = pick(rng, [c for c in COLOURS if c not in part.colours])
     return replace(part, colours=(part.colours[0], other))
 
 
@@ -599,7 +607,7 @@ def make_clips(seed: int, per_kind: int, num_frames: int, split: str = "train") 
     for kind in BASE_KINDS:
         self_twin = REVERSE_KIND[kind] == kind
         for i in range(math.ceil(per_kind / 2) if self_twin else per_kind):
-            rng = _rng(seed, SPLITS.index(split), EVENT_KINDS.index(kind), i)
+            rng = rng_for(seed, SPLITS.index(split), EVENT_KINDS.index(kind), i)
             clip = _clip(kind, rng, num_frames, f"{split}_{kind}_{i:04d}", split)
             if clip.twin_caption is None:
                 clips.append(clip)
@@ -646,7 +654,7 @@ def _relooked(spec: EventSpec, looks: tuple[Look, ...], rng: np.random.Generator
             look = (part.colours[1], look[1]) if part.colours else look
         return replace(spec, looks=looks, parts=tuple(parts))
     if spec.kind == "change_colour":
-        after = _pick(rng, [c for c in COLOURS if c != looks[0][0]])
+        after = pick(rng, [c for c in COLOURS if c != looks[0][0]])
         return replace(spec, looks=looks, colours=(looks[0][0], after))
     return replace(spec, looks=looks)
 
@@ -715,4 +723,4 @@ def evaluation_split(name: str, seed: int = 0, per_kind: int = 4, num_frames: in
         return _order_items(clips)
     members = [c for c in clips if name in _eval_tags(c)]
     make_item = _appearance_item if name == "appearance" else _motion_item
-    return [make_item(c, _rng(seed, 7, name, c.clip_id)) for c in members]
+    return [make_item(c, rng_for(seed, 7, name, c.clip_id)) for c in members]

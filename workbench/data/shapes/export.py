@@ -19,7 +19,13 @@ through the same readers (:mod:`workbench.data.formats`) and decoder as real dat
       manifest.json                              what was generated: config, counts, files per layout
 
 Clips of the ``train`` split go to the training files, the ``eval`` split to the test/val files;
-long videos are split 3:1 (at least one test video). Every file is written atomically (temporary
+long videos are split 3:1 (at least one test video).
+
+Videos are H.264 at crf 18 (near-lossless, High profile: every browser plays them). Lossy coding
+depends on frame order, so a twin's decoded frames are only *nearly* the reverse of its clip's;
+``lossless=True`` (crf 0) makes them exact — the order split's "an order-blind model scores
+exactly chance" then holds for the files too — at ~1.5x the size, in the High 4:4:4 Predictive
+profile, which ffmpeg/decord decode but browsers do not play. Every file is written atomically (temporary
 file, then rename), so an existing file is complete: re-running skips what exists, and refuses
 a folder generated with another seed or profile unless ``overwrite=True``.
 """
@@ -75,11 +81,12 @@ def build_shapesworld(profile: str | Profile = "smoke", seed: int = 0) -> Shapes
 
 
 def write_shapesworld(out_dir: str | Path, profile: str | Profile = "smoke", seed: int = 0,
-                      progress: bool = True, overwrite: bool = False) -> dict:
+                      progress: bool = True, overwrite: bool = False, lossless: bool = False) -> dict:
     """Render and write ShapesWorld for ``profile`` under ``out_dir``; returns the manifest plus
     ``written`` / ``skipped`` file counts. See the module docstring for the layout."""
     out, world = Path(out_dir), build_shapesworld(profile, seed)
-    config = _config(world)
+    config = {**_config(world), "lossless": lossless}
+    options = {"crf": "0"} if lossless else None
     _claim(out, config, overwrite)
     written = skipped = 0
     for video in tqdm(world.videos, desc="ShapesWorld videos", unit="video", disable=not progress):
@@ -87,7 +94,7 @@ def write_shapesworld(out_dir: str | Path, profile: str | Profile = "smoke", see
         if path.exists() and not overwrite:
             skipped += 1
             continue
-        write_video(path, video.frames(world.profile.frame_size), fps=video.fps)
+        write_video(path, video.frames(world.profile.frame_size), fps=video.fps, options=options)
         written += 1
     layouts = {name: _LAYOUT_WRITERS[name](world) for name in LAYOUTS}
     truth = _ground_truth(world)

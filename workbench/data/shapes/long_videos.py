@@ -1,7 +1,7 @@
 """ShapesWorld long videos: several events back to back, for temporal and spatio-temporal grounding.
 
 A long video holds 2-3 objects on one background and 3-5 events in a row (each ~1-1.25 s at
-8 fps, separated by 0-0.5 s of stillness, with still lead-in and tail: 4-9 s in all). Each event
+8 fps, separated by 0-0.5 s of stillness, with still lead-in and tail: about 4-9 s). Each event
 is one object doing one thing (moves left/right/up/down, grows, shrinks, spins, changes colour)
 and comes with:
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clips import (ACTIONS, COLOURS, FPS, MOVE_KINDS, SPINNABLE, Change, EventSpec, _pick, _rng,
-                    caption, random_change, render_scenes)
+from .clips import (ACTIONS, COLOURS, FPS, MOVE_KINDS, SPINNABLE, Change, EventSpec, SceneVideo,
+                    caption, pick, random_change, rng_for)
 from .world import POSITIONS, SHAPES, SIZES, Background, Obj, cell_centre, random_background
 
 CLIP_SECONDS = 2.0          # QVHighlights clip length
@@ -60,7 +60,7 @@ class GroundedEvent:
 
 
 @dataclass(frozen=True)
-class LongVideo:
+class LongVideo(SceneVideo):
     """A long video: per-frame scenes and the grounded events."""
 
     video_id: str
@@ -70,18 +70,6 @@ class LongVideo:
     events: tuple[GroundedEvent, ...]
     objects: tuple[str, ...]   # every object at the start, "red circle"
     fps: int = FPS
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.scenes)
-
-    @property
-    def duration(self) -> float:
-        return self.num_frames / self.fps
-
-    def frames(self, size: int = 64) -> np.ndarray:
-        """uint8 [T, size, size, 3]."""
-        return render_scenes(self.scenes, self.background, size)
 
     def boxes(self, actor: int, size: int | None = None) -> list[tuple[float, float, float, float]]:
         """Object ``actor``'s box [x1, y1, x2, y2] on every frame (pixels if ``size``, else [0, 1])."""
@@ -126,9 +114,9 @@ def _objects(rng: np.random.Generator) -> list[Obj]:
         objects: list[Obj] = []
         for cell in cells:
             looks = {(o.colour, o.shape) for o in objects}
-            colour, shape = _pick(rng, COLOURS), _pick(rng, SHAPES)
+            colour, shape = pick(rng, COLOURS), pick(rng, SHAPES)
             while (colour, shape) in looks:
-                colour, shape = _pick(rng, COLOURS), _pick(rng, SHAPES)
+                colour, shape = pick(rng, COLOURS), pick(rng, SHAPES)
             size = "small" if rng.random() < 0.7 else "large"
             inner = SIZES[size] + 0.02  # a large object in a corner cell would touch the edge
             x, y = (min(max(c + float(rng.uniform(-0.04, 0.04)), inner), 1 - inner)
@@ -158,9 +146,9 @@ def _random_event(rng: np.random.Generator, state: list[Obj]) -> tuple[int, Chan
     """A feasible change of a random object, or None."""
     actor = int(rng.integers(len(state)))
     obj = state[actor]
-    family = _pick(rng, FAMILIES)
+    family = pick(rng, FAMILIES)
     if family == "move":
-        kind = _pick(rng, MOVE_KINDS)
+        kind = pick(rng, MOVE_KINDS)
         change = random_change(kind, rng, obj, distance=(0.2, 0.35))
     elif family in ("grow", "shrink"):
         factor = float(rng.uniform(1.4, 1.7) if family == "grow" else rng.uniform(0.55, 0.7))
@@ -170,10 +158,10 @@ def _random_event(rng: np.random.Generator, state: list[Obj]) -> tuple[int, Chan
     elif family == "spin":
         if obj.shape not in SPINNABLE:
             return None
-        change = random_change(_pick(rng, ("spin_clockwise", "spin_counterclockwise")), rng, obj)
+        change = random_change(pick(rng, ("spin_clockwise", "spin_counterclockwise")), rng, obj)
     else:
         taken = {o.colour for o in state}  # a new colour keeps every object's name unique
-        after = _pick(rng, [c for c in COLOURS if c not in taken])
+        after = pick(rng, [c for c in COLOURS if c not in taken])
         change = Change("change_colour", colours=(obj.colour, after))
     return (actor, change) if _fits(state, actor, change) else None
 
@@ -186,7 +174,7 @@ def _settled(obj: Obj) -> Obj:
 def make_long_video(seed: int, index: int, split: str = "train", fps: int = FPS) -> LongVideo:
     """Long video number ``index`` of ``split``; deterministic in ``(seed, split, index)``."""
     for attempt in range(100):  # a crowded start can leave no room for 3 events: draw again
-        video = _long_video(_rng(seed, 2, split, index, attempt), f"long_{split}_{index:04d}", split, fps)
+        video = _long_video(rng_for(seed, 2, split, index, attempt), f"long_{split}_{index:04d}", split, fps)
         if len(video.events) >= EVENTS[0]:
             return video
     raise RuntimeError(f"could not place {EVENTS[0]} events in {video.video_id}")

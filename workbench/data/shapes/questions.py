@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clips import (COLOURS, MOVE_KINDS, SINGLE_KINDS, Clip, EventSpec, _pick, _rng, caption,
-                    move_kind, reverse_spec, verb_phrase)
+from .clips import (COLOURS, MOVE_KINDS, SINGLE_KINDS, Clip, EventSpec, caption, move_kind, pick,
+                    reverse_spec, rng_for, verb_phrase)
 from .long_videos import LongVideo
 
 QTYPES = ("count", "colour", "direction", "order")
@@ -107,7 +107,7 @@ def _questions(video_id: str, made: list[tuple[str, tuple, int, str]]) -> list[Q
 
 def clip_questions(clip: Clip, seed: int = 0) -> list[Question]:
     """Questions whose answers the clip's ground truth fixes."""
-    rng = _rng(seed, 11, clip.clip_id)
+    rng = rng_for(seed, 11, clip.clip_id)
     spec, first_scene = clip.spec, clip.scenes[0]
     made = [(*_count(len(first_scene), rng), "count")]
     colours = [o.colour for o in first_scene]
@@ -124,7 +124,7 @@ def clip_questions(clip: Clip, seed: int = 0) -> list[Question]:
 
 def long_video_questions(video: LongVideo, seed: int = 0) -> list[Question]:
     """Count, order (first and last), colour and direction questions on a long video."""
-    rng = _rng(seed, 12, video.video_id)
+    rng = rng_for(seed, 12, video.video_id)
     specs = [e.spec for e in video.events]
     made = [(*_count(len(video.scenes[0]), rng), "count"),
             (*_order(specs, "first", rng), "order"), (*_order(specs, "last", rng), "order")]
@@ -134,13 +134,13 @@ def long_video_questions(video: LongVideo, seed: int = 0) -> list[Question]:
     steady = [e for e, v in zip(video.events, verbs, strict=True)
               if e.actor not in recoloured and verbs.count(v) == 1]
     if steady:
-        event = _pick(rng, steady)
+        event = pick(rng, steady)
         colours = [o.colour for o in video.scenes[0]]
         made.append((*_colour(event.spec, colours, rng), "colour"))
     moves = [e for e in video.events if e.kind in MOVE_KINDS]
     movers = [e for e in moves if sum(m.actor == e.actor for m in moves) == 1]
     if movers:
-        event = _pick(rng, movers)
+        event = pick(rng, movers)
         made.append((*_direction(event.kind, event.spec.looks[0], rng), "direction"))
     return _questions(video.video_id, made)
 

@@ -1,0 +1,245 @@
+"""Adapted-feature strategies, group A: full fine-tuning, partial tuning, the extra motion model, LoRA.
+
+Built on the tiny CLIP config with random weights (fast, and independent of the pretrained asset).
+Random CLIP frame features barely register where an object is, but they change a lot when it grows
+or shrinks, so the order tests use grow/shrink twins: a clip of an object growing and its exact
+time reversal, captioned "... shrinks". Behaviour checked here:
+
+- every strategy starts as (or within float rounding of) zero-shot mean pooling;
+- the temporal ones (extra-motion, lora-temporal) start at exactly 50% twin accuracy and tell
+  twins apart after a short training run;
+- the order-blind ones (full fine-tuning, partial tuning, LoRA alone) stay at exactly 50% after
+  training, while LoRA alone still learns appearance (which object is it);
+- the backbone passed in is never changed, whatever the strategy trains.
+"""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.backbones.openclip import load_backbone
+from workbench.backbones.taps import attention_weights
+from workbench.data.shapes.world import Background, Obj, render
+from workbench.strategies import create_strategy, flops_per_clip, list_strategies
+from workbench.tasks.retrieval import evaluate_retrieval, similarity
+from workbench.train import RetrievalData, TrainConfig, train_retrieval
+
+NAMES = ["full-finetune", "partial-lastk", "partial-layernorm", "partial-bitfit", "extra-motion", "lora",
+         "lora-temporal"]
+ORDER_BLIND = ["full-finetune", "partial-lastk", "partial-layernorm", "partial-bitfit"]
+FRAMES = 4
+# Short runs: LoRA sits under `backbone.`, where train.py's default backbone_lr (1e-5) barely moves it.
+TRAIN = TrainConfig(steps=25, batch_size=8, lr=5e-3, backbone_lr=1e-3, warmup=3, checkpoint_every=0,
+                    amp=False, seed=0)
+
+
+def grow_shrink_clips(colours=("red", "green", "blue"), shapes=("circle", "square", "triangle", "star"),
+                      size=64) -> RetrievalData:
+    """24 clips: each object grows over FRAMES frames; its twin is the exact reversal and shrinks."""
+    frames, captions, twin = [], [], []
+    for colour in colours:
+        for shape in shapes:
+            scenes = [[Obj(shape, colour, "large", 0.5, 0.5, scale=s)] for s in np.linspace(0.3, 2.6, FRAMES)]
+            clip = torch.from_numpy(np.stack([render(s, Background(), size=size) for s in scenes])).permute(0, 3, 1, 2)
+            i = len(captions)
+            frames += [clip, clip.flip(0)]
+            captions += [f"a {colour} {shape} grows", f"a {colour} {shape} shrinks"]
+            twin += [i + 1, i]
+    return RetrievalData(torch.stack(frames), captions, twin)
+
+
+def right_object(model, data: RetrievalData) -> float:
+    """% of clips whose best caption names the right object (its own caption or its twin's)."""
+    sim, texts = similarity(model, data)
+    best = [texts[j] for j in sim.argmax(1).tolist()]
+    return 100.0 * float(np.mean([best[i] in (data.captions[i], data.captions[data.twin[i]])
+                                  for i in range(len(data))]))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny CLIP (random weights), a probe batch, and what it computes before any strategy exists."""
+    torch.manual_seed(0)
+    backbone = load_backbone("shapes-clip-tiny")
+    for p in backbone.parameters():  # as every strategy leaves it; fixes the attention path too
+        p.requires_grad_(False)
+    probe = torch.randn(2, FRAMES, 3, backbone.image_size, backbone.image_size)
+    with torch.no_grad():
+        features = backbone.encode_frames(probe)
+    state = {k: v.clone() for k, v in backbone.state_dict().items()}
+    return backbone, probe, features, state
+
+
+def assert_untouched(tiny) -> None:
+    backbone, probe, features, state = tiny
+    assert all(torch.equal(v, state[k]) for k, v in backbone.state_dict().items())
+    assert not any(p.requires_grad for p in backbone.parameters())
+    with torch.no_grad():
+        assert torch.equal(backbone.encode_frames(probe), features)
+
+
+@pytest.fixture(scope="module")
+def clips(tiny):
+    return grow_shrink_clips()
+
+
+def test_registered_in_survey_order():
+    adapted = list_strategies("adapted")
+    assert [n for n in adapted if n in NAMES] == NAMES
+
+
+def _expected_trainable(name: str, model, backbone) -> set[str]:
+    """Names of the parameters each strategy should train, derived from the architecture."""
+    names = dict(model.named_parameters())
+    visual = "backbone.clip.visual."
+    if name == "full-finetune":
+        return {n for n in names if n.startswith("backbone.")} - {"backbone.clip.logit_scale"}
+    if name == "partial-lastk":
+        last = len(backbone.clip.visual.transformer.resblocks) - 2
+        tops = tuple(f"{visual}transformer.resblocks.{i}." for i in (last, last + 1))
+        return {n for n in names if n.startswith(tops + (f"{visual}ln_post.",)) or n == f"{visual}proj"}
+    if name == "partial-layernorm":
+        norms = {f"backbone.{m}." for m, mod in model.backbone.named_modules() if isinstance(mod, torch.nn.LayerNorm)}
+        return {n for n in names if n.rsplit(".", 1)[0] + "." in norms}
+    if name == "partial-bitfit":
+        return {n for n in names if n.startswith("backbone.") and n.endswith("bias")}
+    if name == "extra-motion":
+        return {n for n in names if n.startswith(("motion.", "fuse."))}
+    lora = {n for n in names if "lora_" in n}
+    return lora | ({n for n in names if n.startswith("head.")} if name == "lora-temporal" else set())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_creation_counts_and_untouched_backbone(tiny, name):
+    backbone = tiny[0]
+    model = create_strategy(name, backbone)
+    assert model.name == name and model.family == "adapted" and model.input_level == "pixels"
+    assert model.leaf and model.reference
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == _expected_trainable(name, model, backbone)
+    counts = model.parameter_counts()
+    assert 0 < counts["trainable"] < counts["total"]
+    # the ILFM is counted once, whether the strategy copied its image tower, both towers, or neither
+    added = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("backbone.") or "lora_" in n)
+    assert counts["total"] == sum(p.numel() for p in backbone.parameters()) + added
+    # what trains is never a tensor of the caller's backbone
+    assert not {id(p) for p in model.trainable_parameters()} & {id(p) for p in backbone.parameters()}
+    assert_untouched(tiny)
+
+
+def test_count_formulas(tiny):
+    backbone = tiny[0]
+    width = backbone.clip.visual.transformer.width
+    layers = len(backbone.clip.visual.transformer.resblocks)
+    # LoRA on a fused q/k/v projection (A [r,C], B [3C,r]) and on out_proj (A [r,C], B [C,r]): 6rC a block
+    assert create_strategy("lora", backbone, rank=4).parameter_counts()["trainable"] == 6 * 4 * width * layers
+    both = create_strategy("lora", backbone, rank=4, targets=("attn", "mlp.c_fc"))
+    assert both.parameter_counts()["trainable"] == (6 + 5) * 4 * width * layers  # c_fc: [r,C] + [4C,r]
+    full = create_strategy("full-finetune", backbone, train_text=False).parameter_counts()
+    assert full["trainable"] == sum(p.numel() for p in backbone.clip.visual.parameters())
+    assert_untouched(tiny)
+
+
+def test_lora_wraps_attention_in_a_private_image_tower(tiny):
+    backbone, probe = tiny[:2]
+    model = create_strategy("lora", backbone)
+    assert model.backbone.clip.transformer is backbone.clip.transformer  # text tower shared, not copied
+    assert model.backbone.clip.visual is not backbone.clip.visual
+    attn = model.backbone.clip.visual.transformer.resblocks[0].attn
+    assert type(attn).__module__.startswith("peft.")
+    with torch.no_grad():
+        for p in model.trainable_parameters():  # make the low-rank updates non-zero
+            p.normal_(std=0.05)
+    # peft passes need_weights through: the attention taps still read per-head weights
+    with attention_weights(model.backbone) as rec:
+        changed = model.frame_features(probe)
+    assert len(rec.weights) == len(backbone.clip.visual.transformer.resblocks)
+    assert torch.allclose(rec.weights[0].sum(-1), torch.ones(()), atol=1e-5)
+    assert not torch.allclose(changed, tiny[2], atol=1e-3)
+    assert_untouched(tiny)
+
+
+def test_bad_options_are_refused(tiny):
+    backbone = tiny[0]
+    with pytest.raises(ValueError, match="k must be in 1..6"):
+        create_strategy("partial-lastk", backbone, k=7)
+    with pytest.raises(ValueError, match="targets"):
+        create_strategy("lora", backbone, targets=("out_proj",))
+    with pytest.raises(TypeError):
+        create_strategy("extra-motion", backbone, depth=3)
+    with pytest.raises(TypeError):
+        create_strategy("partial-bitfit", backbone, mode="lastk")  # the name fixes the mode
+
+
+@pytest.mark.parametrize("name,cfg", [(n, {}) for n in NAMES] + [("partial-lastk", {"temporal_head": True})])
+def test_untrained_is_mean_pooling(tiny, name, cfg):
+    backbone, probe = tiny[:2]
+    mean = create_strategy("mean-pool", backbone)
+    model = create_strategy(name, backbone, **cfg)
+    assert model.temporal == (name in ("extra-motion", "lora-temporal") or bool(cfg))
+    with torch.no_grad():
+        assert torch.allclose(model.encode_video(probe), mean.encode_video(probe), atol=1e-5)
+
+
+def test_flops_per_clip(tiny):
+    backbone = tiny[0]
+    base = flops_per_clip(create_strategy("mean-pool", backbone), 8)
+    for name in NAMES:
+        flops = flops_per_clip(create_strategy(name, backbone), 8)
+        # the same ViT runs on every frame; extra models, LoRA's updates and heads add to it
+        assert flops > base if name in ("extra-motion", "lora", "lora-temporal") else flops == base, name
+
+
+def _train(tiny, clips, name, **cfg) -> tuple[dict, dict, dict, float, float]:
+    model = create_strategy(name, tiny[0], **cfg)
+    before, object_before = evaluate_retrieval(model, clips), right_object(model, clips)
+    log = train_retrieval(model, clips, TRAIN, progress=False)
+    after, object_after = evaluate_retrieval(model, clips), right_object(model, clips)
+    assert_untouched(tiny)
+    return before, after, log, object_before, object_after
+
+
+@pytest.mark.parametrize("name,cfg", [("extra-motion", {}), ("lora-temporal", {"head_layers": 1})])
+def test_temporal_strategies_tell_twins_apart(tiny, clips, name, cfg):
+    before, after, log, *_ = _train(tiny, clips, name, **cfg)
+    assert before["twin_accuracy"] == 50.0  # starts as mean pooling: blind to order
+    assert after["twin_accuracy"] >= 75.0, after
+    assert np.mean(log["losses"][-5:]) < np.mean(log["losses"][:5])
+
+
+def test_lora_alone_learns_appearance_but_not_order(tiny, clips):
+    before, after, log, object_before, object_after = _train(tiny, clips, "lora")
+    assert before["twin_accuracy"] == after["twin_accuracy"] == 50.0  # per-frame updates, mean pooled
+    assert object_after >= object_before + 15, (object_before, object_after)
+    assert np.mean(log["losses"][-5:]) < np.mean(log["losses"][:5]) - 0.3
+
+
+@pytest.mark.parametrize("name", ORDER_BLIND)
+def test_tuned_but_order_blind(tiny, clips, name):
+    model = create_strategy(name, tiny[0])
+    start = [p.detach().clone() for p in model.trainable_parameters()]
+    train_retrieval(model, clips, replace(TRAIN, steps=3), progress=False)
+    assert any(not torch.equal(p, q) for p, q in zip(model.trainable_parameters(), start))  # it trained
+    assert evaluate_retrieval(model, clips)["twin_accuracy"] == 50.0
+    assert_untouched(tiny)
+
+
+@pytest.fixture(scope="module")
+def vit_b32():
+    return load_backbone("ViT-B-32")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_vit_b32_forward_backward(vit_b32, name):
+    model = create_strategy(name, vit_b32)
+    frames = torch.randn(1, 2, 3, vit_b32.image_size, vit_b32.image_size)
+    video, text = model(frames, ["a red circle grows"])
+    assert video.shape == (1, vit_b32.embed_dim) and text.shape == (1, vit_b32.embed_dim)
+    (video @ text.t()).sum().backward()
+    trainable = set(map(id, model.trainable_parameters()))
+    for n, p in model.named_parameters():
+        assert (p.grad is not None) == (id(p) in trainable), n
+    assert sum(p.grad.norm() for p in model.trainable_parameters()) > 0
+    assert not any(p.grad is not None or p.requires_grad for p in vit_b32.parameters())
