@@ -23,7 +23,7 @@ PROFILE_HELP = f"Profile: one of {', '.join(PROFILES)}."
 
 @app.command()
 def pretrain(
-    steps: int = typer.Option(1200, help="Optimiser steps."),
+    steps: int = typer.Option(1400, help="Optimiser steps."),
     batch_size: int = typer.Option(256, help="Images per step."),
     hard_negative_weight: float = typer.Option(1.0, help="NegCLIP hard-negative term weight (0: plain CLIP)."),
     seed: int = typer.Option(0),

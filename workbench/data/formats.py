@@ -350,17 +350,23 @@ def read_kinetics(annotation_file: Path, video_dir: Path) -> list[VideoRecord]:
 @register_format("charades_sta")
 def read_charades_sta(annotation_file: Path, video_dir: Path) -> list[VideoRecord]:
     """Charades-STA: ``<video_id> <start> <end>##<sentence>`` per line, times in seconds."""
-    path, finder = Path(annotation_file), _VideoFinder(Path(video_dir))
-    split, records = _split_from_name(path), []
-    for line, text in _text_lines(path):
-        head, sep, sentence = text.partition("##")
-        fields = head.split()
-        if not sep or len(fields) != 3 or not sentence.strip():
-            raise FormatError(path, line, f"expected 'video_id start end##sentence', got {text!r}")
-        window = _window(fields[1:], path, line, "window")
-        records.append(VideoRecord(fields[0], finder.find(fields[0]), split, windows=[window],
-                                   query=sentence.strip()))
-    return records
+    return _per_line(Path(annotation_file), Path(video_dir), _charades_sta_line)
+
+
+def _charades_sta_line(path: Path, line: int, text: str, finder: _VideoFinder,
+                       split: str | None) -> VideoRecord:
+    head, sep, sentence = text.partition("##")
+    fields = head.split()
+    if not sep or len(fields) != 3 or not sentence.strip():
+        raise FormatError(path, line, f"expected 'video_id start end##sentence', got {text!r}")
+    window = _window(fields[1:], path, line, "window")
+    return VideoRecord(fields[0], finder.find(fields[0]), split, windows=[window], query=sentence.strip())
+
+
+def _per_line(path: Path, video_dir: Path, parse) -> list[VideoRecord]:
+    """One record per non-blank line: ``parse(path, line, text, finder, split)``."""
+    finder, split = _VideoFinder(video_dir), _split_from_name(path)
+    return [parse(path, line, text, finder, split) for line, text in _text_lines(path)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,26 +376,27 @@ def read_charades_sta(annotation_file: Path, video_dir: Path) -> list[VideoRecor
 @register_format("qvhighlights")
 def read_qvhighlights(annotation_file: Path, video_dir: Path) -> list[VideoRecord]:
     """QVHighlights JSON lines; the test release has no windows or scores, and they stay empty."""
-    path, finder = Path(annotation_file), _VideoFinder(Path(video_dir))
-    split, records = _split_from_name(path), []
-    for line, text in _text_lines(path):
-        try:
-            entry = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise FormatError(path, line, f"invalid JSON: {error.msg}") from None
-        _require(entry, ("qid", "query", "vid", "duration"), path, line)
-        windows = [_window(w, path, line, "relevant_windows") for w in entry.get("relevant_windows", [])]
-        clip_ids = entry.get("relevant_clip_ids", [])
-        scores = entry.get("saliency_scores", [])
-        if len(scores) != len(clip_ids):
-            raise FormatError(path, line, f"{len(clip_ids)} relevant_clip_ids but "
-                                          f"{len(scores)} saliency_scores")
-        vid = str(entry["vid"])
-        records.append(VideoRecord(
-            vid, finder.find(vid), split, windows=windows, query=str(entry["query"]),
-            duration=_number(entry["duration"], path, line, "duration"),
-            extra={"qid": entry["qid"], "relevant_clip_ids": clip_ids, "saliency_scores": scores}))
-    return records
+    return _per_line(Path(annotation_file), Path(video_dir), _qvhighlights_line)
+
+
+def _qvhighlights_line(path: Path, line: int, text: str, finder: _VideoFinder,
+                       split: str | None) -> VideoRecord:
+    try:
+        entry = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise FormatError(path, line, f"invalid JSON: {error.msg}") from None
+    _require(entry, ("qid", "query", "vid", "duration"), path, line)
+    windows = [_window(w, path, line, "relevant_windows") for w in entry.get("relevant_windows", [])]
+    clip_ids = entry.get("relevant_clip_ids", [])
+    scores = entry.get("saliency_scores", [])
+    if len(scores) != len(clip_ids):
+        raise FormatError(path, line, f"{len(clip_ids)} relevant_clip_ids but "
+                                      f"{len(scores)} saliency_scores")
+    vid = str(entry["vid"])
+    return VideoRecord(vid, finder.find(vid), split, windows=windows, query=str(entry["query"]),
+                       duration=_number(entry["duration"], path, line, "duration"),
+                       extra={"qid": entry["qid"], "relevant_clip_ids": clip_ids,
+                              "saliency_scores": scores})
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,13 +35,13 @@ import csv
 import io
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ...config import Profile, get_profile
+from ...io import atomic_write
 from ..video import write_video
 from .clips import EVAL_SPLITS, EVENT_KINDS, FPS, Clip, EvalItem, evaluation_split, make_clips
 from .long_videos import LongVideo, make_long_videos
@@ -141,13 +141,7 @@ def _write_text(path: Path, text: str, overwrite: bool) -> bool:
     """Write atomically; False (and nothing written) if the file exists and not ``overwrite``."""
     if path.exists() and not overwrite:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    atomic_write(path, lambda temp: Path(temp).write_text(text, encoding="utf-8"))
     return True
 
 
