@@ -35,8 +35,8 @@ from ..io import atomic_write  # noqa: E402
 @dataclass
 class PretrainConfig:
     model: str = DEFAULT_MODEL          # open_clip config name (ours are in backbones/configs/)
-    steps: int = 1400                   # optimiser steps
-    focus_from: int = 700               # curriculum: position-heavy batches from this step on
+    steps: int = 1000                   # optimiser steps
+    focus_from: int = 0                 # position-heavy batches ("focus", images.py) from this step on
     batch_size: int = 256               # images per step
     lr: float = 1e-3                    # peak AdamW learning rate
     warmup: int = 100                   # linear warm-up steps, then cosine decay to 10%
