@@ -110,7 +110,7 @@ def test_post_network_heads_and_side_network_add_compute_while_the_student_remov
     assert 0 < flops["distill-student"] < base / 4   # the student replaces the image tower
 
 
-def test_clips_longer_than_the_position_table_are_refused(tiny):
+def test_bad_options_are_refused_with_a_clear_message(tiny):
     model = create_strategy("post-transformer", tiny, max_frames=4, layers=1)
     with pytest.raises(ValueError, match="max_frames"):
         model.pool(torch.zeros(1, 5, tiny.embed_dim))

@@ -37,6 +37,7 @@ class PretrainConfig:
     model: str = DEFAULT_MODEL          # open_clip config name (ours are in backbones/configs/)
     steps: int = 1000                   # optimiser steps
     focus_from: int = 0                 # position-heavy batches ("focus", images.py) from this step on
+    shape_focus_from: int = 600         # shape hard negatives (images.py) from this step on
     batch_size: int = 256               # images per step
     lr: float = 1e-3                    # peak AdamW learning rate
     warmup: int = 100                   # linear warm-up steps, then cosine decay to 10%
@@ -56,7 +57,8 @@ def create_tiny_clip(name: str = DEFAULT_MODEL):
 
 def make_batch(cfg: PretrainConfig, step: int, image_size: int, mean, std):
     """Images [B,3,S,S] normalised as the model expects, captions and hard negatives."""
-    items = sample_images((cfg.seed, step), cfg.batch_size, size_px=image_size, focus=step >= cfg.focus_from)
+    items = sample_images((cfg.seed, step), cfg.batch_size, size_px=image_size,
+                          focus=step >= cfg.focus_from, shape_focus=step >= cfg.shape_focus_from)
     pixels = torch.from_numpy(np.stack([it.image for it in items])).permute(0, 3, 1, 2).float() / 255
     pixels = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     return pixels, [it.caption for it in items], [it.hard_negative for it in items]

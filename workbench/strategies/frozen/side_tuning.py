@@ -15,7 +15,8 @@ via :func:`workbench.backbones.taps.layer_tokens`) and, stage by stage (one per 
 The queries' final state goes through a zero-initialised projection into the joint space and is
 added to the mean-pooled frame (CLS) features, as EVL adds its decoder output to CLIP's feature;
 so the untrained strategy is zero-shot mean pooling exactly. Text tower frozen. The backbone is
-only read, never changed: no copy of it is needed.
+only read, never changed: no copy of it is needed. ``frame_features`` stay the ILFM's own (the side
+network gives one clip-level residual, not per-frame features).
 """
 from __future__ import annotations
 

@@ -1,0 +1,46 @@
+"""The embedded default: the tiny CLIP ships, loads offline, knows ShapesWorld, and is order-blind
+when its frames are mean-pooled (issue: the first measured video result)."""
+import json
+
+import pytest
+
+from workbench import create_strategy, get_profile, load_backbone
+from workbench.backbones.card import TARGETS, zero_shot_probes
+from workbench.config import DEFAULT_MODEL, MODELS_DIR
+from workbench.tasks.retrieval import evaluate_splits, shapes_retrieval_data
+
+MODEL_DIR = MODELS_DIR / DEFAULT_MODEL
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return load_backbone()  # no arguments: the embedded default, offline
+
+
+def test_embedded_model_ships_small_with_its_card():
+    assert (MODEL_DIR / "open_clip_model.safetensors").stat().st_size < 40e6
+    card = (MODEL_DIR / "MODEL_CARD.md").read_text()
+    probes = json.loads((MODEL_DIR / "probes.json").read_text())
+    for attribute, target in TARGETS.items():
+        assert probes[attribute]["accuracy"] >= target, (attribute, probes[attribute])
+        assert f"| {attribute} | {probes[attribute]['accuracy']:.1f} |" in card  # card shows what was measured
+
+
+def test_card_figures_are_reproduced_by_a_fresh_measurement(backbone):
+    # A smaller fresh sample of the same probes: the card is not stale or typed by hand.
+    fresh = zero_shot_probes(backbone, per_attribute=60, attributes=("colour", "size", "position", "shape"))
+    stored = json.loads((MODEL_DIR / "probes.json").read_text())
+    for attribute, result in fresh.items():
+        assert abs(result["accuracy"] - stored[attribute]["accuracy"]) <= 15, attribute
+
+
+@pytest.fixture(scope="module")
+def splits(backbone):
+    profile = get_profile("smoke")
+    return {name: shapes_retrieval_data(name, profile, backbone) for name in ("appearance", "motion", "order")}
+
+
+def test_mean_pool_sees_appearance_but_is_exactly_chance_on_twins(backbone, splits):
+    scores = evaluate_splits(create_strategy("mean-pool", backbone), splits)
+    assert scores["order"]["mc_accuracy"] == 50.0           # cannot see order: exactly chance
+    assert scores["appearance"]["mc_accuracy"] >= 60.0      # 4 candidates: chance is 25
