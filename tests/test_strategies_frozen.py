@@ -66,12 +66,12 @@ def probe_frames(tiny):
 
 @pytest.fixture(scope="module")
 def train_data(tiny):
-    return with_features(growing_twins(16, seed=0), tiny)
+    return with_features(growing_twins(32, seed=0), tiny)
 
 
 @pytest.fixture(scope="module")
 def test_data(tiny):
-    return with_features(growing_twins(8, seed=1), tiny)
+    return with_features(growing_twins(16, seed=1), tiny)
 
 
 def _backbone_unchanged(backbone, probe_frames):
@@ -131,7 +131,7 @@ def test_post_network_heads_start_as_mean_pooling_and_learn_order(name, tiny, tr
     mean_pool = create_strategy("mean-pool", tiny)
     assert torch.equal(model.pool(test_data.features), mean_pool.pool(test_data.features))
     assert evaluate_retrieval(model, test_data)["twin_accuracy"] == 50.0
-    train_retrieval(model, train_data, TrainConfig(steps=100, batch_size=16, lr=3e-3, warmup=5,
+    train_retrieval(model, train_data, TrainConfig(steps=100, batch_size=16, lr=5e-3, warmup=5,
                                                    checkpoint_every=0), progress=False)
     assert evaluate_retrieval(model, test_data)["twin_accuracy"] >= 75.0
     _backbone_unchanged(tiny, probe_frames)
@@ -141,7 +141,7 @@ def test_side_network_starts_as_mean_pooling_and_learns_order(tiny, train_data, 
     torch.manual_seed(0)
     model = create_strategy("side-evl", tiny)
     assert evaluate_retrieval(model, test_data)["twin_accuracy"] == 50.0
-    train_retrieval(model, train_data, TrainConfig(steps=30, batch_size=8, lr=3e-3, warmup=5,
+    train_retrieval(model, train_data, TrainConfig(steps=30, batch_size=8, lr=5e-3, warmup=5,
                                                    checkpoint_every=0), progress=False)
     assert evaluate_retrieval(model, test_data)["twin_accuracy"] >= 75.0
     _backbone_unchanged(tiny, probe_frames)

@@ -206,6 +206,9 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
             else:
                 video, text = model(inputs, texts)
             loss = contrastive_loss(video, text, texts, captions, core.logit_scale)
+            extra_loss = core.auxiliary_loss(inputs, video)   # e.g. distillation toward a teacher
+            if extra_loss is not None:
+                loss = loss + extra_loss
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(core.trainable_parameters(), 1.0)

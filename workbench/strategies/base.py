@@ -127,6 +127,14 @@ class VideoTextModel(nn.Module):
         video = self.pool(inputs) if inputs.dim() == 3 else self.encode_video(inputs)
         return video if texts is None else (video, self.encode_text(texts))
 
+    def auxiliary_loss(self, inputs: torch.Tensor, video: torch.Tensor) -> torch.Tensor | None:
+        """A strategy's own training term added to the contrastive loss (None: nothing).
+
+        ``inputs`` is what :meth:`forward` got, ``video`` its output; knowledge distillation
+        uses it to pull the student toward its teacher.
+        """
+        return None
+
     # -- shared helpers -------------------------------------------------------------------
     @property
     def text_is_frozen(self) -> bool:

@@ -116,6 +116,7 @@ class AIMConfig:
     scale: float = 0.5       # s, the weight of the joint adapter beside the MLP (paper: 0.5)
     layers: int = 0          # adapt the last k blocks (0: every block, as the paper)
     max_frames: int = 32     # positions of the learnable temporal embedding
+    temporal_adapters: int = 1  # 1: a T-adapter after the temporal attention; 2: also one before it
 
 
 class Bottleneck(nn.Module):
@@ -134,8 +135,10 @@ class Bottleneck(nn.Module):
 
 
 class AIMBlock(BlockAdapter):
-    def __init__(self, width: int, hidden: int, scale: float) -> None:
+    def __init__(self, width: int, hidden: int, scale: float, temporal_adapters: int) -> None:
         super().__init__()
+        # with skip (identity at init): reshapes what the frozen attention compares across frames
+        self.temporal_in = Bottleneck(width, hidden) if temporal_adapters == 2 else None
         self.temporal = Bottleneck(width, hidden)  # T-adapter, no skip: its output is the residual
         self.spatial = Bottleneck(width, hidden)   # S-adapter, skip: attention + adapter(attention)
         self.joint = Bottleneck(width, hidden)     # beside the MLP, scaled by s
@@ -143,8 +146,10 @@ class AIMBlock(BlockAdapter):
 
     def forward(self, block, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         length = x.shape[1]
-        over_time = frames_to_time(x, num_frames)                          # [B*L, T, C]
-        over_time = self.temporal(block.attention(q_x=block.ln_1(over_time)))
+        over_time = block.ln_1(frames_to_time(x, num_frames))              # [B*L, T, C]
+        if self.temporal_in is not None:
+            over_time = over_time + self.temporal_in(over_time)
+        over_time = self.temporal(block.attention(q_x=over_time))
         x = x + time_to_frames(over_time, length)
         spatial = block.attention(q_x=block.ln_1(x))
         x = x + block.ls_1(spatial + self.spatial(spatial))
@@ -167,11 +172,13 @@ class AIM(AdaptedBlocks):
         super().__init__(backbone)
         visual = check_vit(backbone)
         c = self.config
+        if c.temporal_adapters not in (1, 2):
+            raise ValueError(f"temporal_adapters={c.temporal_adapters}: 1 or 2 (AIM's num_tadapter)")
         width = visual.transformer.width
         hidden = max(1, round(width * c.ratio))
         blocks = visual.transformer.resblocks
         self.block_adapters = as_backbone_tensors(nn.ModuleDict({
-            str(i): AIMBlock(width, hidden, c.scale) for i in chosen_layers(len(blocks), c.layers)}), backbone)
+            str(i): AIMBlock(width, hidden, c.scale, c.temporal_adapters) for i in chosen_layers(len(blocks), c.layers)}), backbone)
         # AIM adds it to the tokens before ln_pre; open_clip's _embeds fuses the two, so it is added
         # just after. Zero-init: the untrained model sees no difference between frames.
         self.frame_embedding = nn.Parameter(torch.zeros(c.max_frames, width, device=backbone.device,

@@ -133,7 +133,9 @@ class PromptBlock(BlockAdapter):
         self.message_fc = nn.Linear(width, width)           # class token -> this frame's message
         self.message_ln = nn.LayerNorm(width)
         self.message_attn = nn.MultiheadAttention(width, heads, batch_first=True)  # across the T frames
-        self.frame_position = nn.Parameter(0.02 * torch.randn(max_frames, width))
+        # The zero gate keeps the untrained model exact whatever these hold, so they start at the
+        # scale of the normalised messages they are added to, where the message attention sees them.
+        self.frame_position = nn.Parameter(torch.randn(max_frames, width))
         self.gate = nn.Parameter(torch.zeros(heads))
 
     def extra_tokens(self, cls: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -142,7 +144,7 @@ class PromptBlock(BlockAdapter):
             raise ValueError(f"{num_frames} frames, but max_frames is {len(self.frame_position)}")
         width = cls.shape[-1]
         message = self.message_fc(cls.view(-1, num_frames, width))         # [B, T, C]
-        query = self.message_ln(message + self.frame_position[:num_frames])
+        query = self.message_ln(message) + self.frame_position[:num_frames]
         message = message + self.message_attn(query, query, query, need_weights=False)[0]
         tokens = [message.reshape(-1, 1, width)]
         if self.prompts is not None:
