@@ -55,7 +55,7 @@ def write_model_card(model_dir: Path, backbone, results: dict, eval_seconds: flo
         f"{'yes' if a not in TARGETS or r['accuracy'] >= TARGETS[a] else 'NO'} |"
         for a, r in results.items())
     wall = training.get("wall_s")
-    card = f"""# {info.get('name', model_dir.name)}: the embedded tiny CLIP
+    card = f"""# {model_dir.name}: the embedded tiny CLIP
 
 A real open_clip model trained contrastively on ShapesWorld stills (`workbench/data/shapes/images.py`)
 by `workbench pretrain`; every strategy in the workbench runs on it through the same code paths as
@@ -63,15 +63,21 @@ ViT-B/32. It knows colours, shapes, sizes, 3x3 positions, left/right/above/below
 counts of still images. It was never shown motion: that is what the video strategies add.
 
 ## Architecture
-{chr(10).join(f'- {k}: {v}' for k, v in info.items())}
+{chr(10).join(f'- {k}: {v}' for k, v in info.items() if k not in ('name', 'pretrained', 'weights'))}
 
 ## Training recipe
 - Data: ShapesWorld captioned stills rendered on the fly, batch `(seed, step)`; mixture of
   single objects (attributes, positions), two-object relations and counts; each image has a hard
   negative caption wrong in one detail (NegCLIP-style term added to open_clip's `ClipLoss`).
+  Position-heavy batches from `focus_from`, shape hard negatives from `shape_focus_from`
+  (`workbench/data/shapes/images.py` says why).
+- Fixed 2-D sin-cos position embeddings (`pos_embed_type: sin_cos_2d` in the config): with
+  learned ones the image and text towers stayed left/right-symmetric and position and relation
+  probes sat near chance.
 - Config: {json.dumps(cfg)}
-- Wall time: {f'{wall / 60:.1f} min' if wall else 'unknown'} on this machine (2 CPU cores, bf16 autocast);
-  final training loss {training.get('final_loss', float('nan')):.3f}.
+- Wall time: {f'{wall / 60:.1f} min' if wall else 'unknown'} of training steps (summed over resumed runs) on
+  the build machine (2 CPU cores shared with other jobs, bf16 autocast); final training loss
+  {training.get('final_loss', float('nan')):.3f}.
 - Reproduce: `workbench pretrain` (resumes from `cache/pretrain/` if killed), then `workbench eval-ilfm`.
 
 ## Zero-shot accuracy on held-out images (measured by `workbench eval-ilfm`)
