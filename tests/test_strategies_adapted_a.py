@@ -7,9 +7,10 @@ time reversal, captioned "... shrinks". Behaviour checked here:
 
 - every strategy starts as (or within float rounding of) zero-shot mean pooling;
 - the temporal ones (extra-motion, lora-temporal) start at exactly 50% twin accuracy and tell
-  twins apart after a short training run;
+  twins apart after a short training run, their loss falling below the ln 2 that no order-blind
+  model can go under when every batch holds twin pairs;
 - the order-blind ones (full fine-tuning, partial tuning, LoRA alone) stay at exactly 50% after
-  training, while LoRA alone still learns appearance (which object is it);
+  training, while LoRA alone still learns appearance (which object is it) down towards ln 2;
 - the backbone passed in is never changed, whatever the strategy trains.
 """
 from dataclasses import replace
@@ -17,21 +18,25 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from workbench.backbones.openclip import load_backbone
 from workbench.backbones.taps import attention_weights
 from workbench.data.shapes.world import Background, Obj, render
 from workbench.strategies import create_strategy, flops_per_clip, list_strategies
 from workbench.tasks.retrieval import evaluate_retrieval, similarity
-from workbench.train import RetrievalData, TrainConfig, train_retrieval
+from workbench.train import RetrievalData, TrainConfig, load_trainable, train_retrieval
 
 NAMES = ["full-finetune", "partial-lastk", "partial-layernorm", "partial-bitfit", "extra-motion", "lora",
          "lora-temporal"]
 ORDER_BLIND = ["full-finetune", "partial-lastk", "partial-layernorm", "partial-bitfit"]
 FRAMES = 4
-# Short runs: LoRA sits under `backbone.`, where train.py's default backbone_lr (1e-5) barely moves it.
-TRAIN = TrainConfig(steps=25, batch_size=8, lr=5e-3, backbone_lr=1e-3, warmup=3, checkpoint_every=0,
+# Short runs. Batches of 4 are two twin pairs (train.py's hard negatives), so the contrast is mostly
+# about order; a model that cannot see order then has a loss floor of ln 2 (twins tie). LoRA's
+# weights sit under `backbone.`, where train.py gives the backbone_lr.
+TRAIN = TrainConfig(steps=40, batch_size=4, lr=5e-3, backbone_lr=5e-4, warmup=3, checkpoint_every=0,
                     amp=False, seed=0)
+ORDER_BLIND_FLOOR = float(np.log(2))
 
 
 def grow_shrink_clips(colours=("red", "green", "blue"), shapes=("circle", "square", "triangle", "star"),
@@ -148,6 +153,15 @@ def test_lora_wraps_attention_in_a_private_image_tower(tiny):
     assert model.backbone.clip.visual is not backbone.clip.visual
     attn = model.backbone.clip.visual.transformer.resblocks[0].attn
     assert type(attn).__module__.startswith("peft.")
+    # the wrapper passes every argument through: a mask and need_weights act as on the original
+    original = backbone.clip.visual.transformer.resblocks[0].attn
+    tokens = torch.randn(2, 5, original.embed_dim)
+    mask = torch.triu(torch.full((5, 5), float("-inf")), diagonal=1)
+    with torch.no_grad():
+        out, weights = attn(tokens, tokens, tokens, need_weights=True, attn_mask=mask)
+        expected, expected_weights = original(tokens, tokens, tokens, need_weights=True, attn_mask=mask)
+    assert torch.allclose(out, expected, atol=1e-5) and torch.allclose(weights, expected_weights, atol=1e-6)
+    assert weights[:, 0, 1:].abs().max() == 0  # the causal mask was applied
     with torch.no_grad():
         for p in model.trainable_parameters():  # make the low-rank updates non-zero
             p.normal_(std=0.05)
@@ -192,6 +206,7 @@ def test_flops_per_clip(tiny):
 
 
 def _train(tiny, clips, name, **cfg) -> tuple[dict, dict, dict, float, float]:
+    torch.manual_seed(0)  # the new modules' initialisation, whichever tests ran before
     model = create_strategy(name, tiny[0], **cfg)
     before, object_before = evaluate_retrieval(model, clips), right_object(model, clips)
     log = train_retrieval(model, clips, TRAIN, progress=False)
@@ -205,14 +220,29 @@ def test_temporal_strategies_tell_twins_apart(tiny, clips, name, cfg):
     before, after, log, *_ = _train(tiny, clips, name, **cfg)
     assert before["twin_accuracy"] == 50.0  # starts as mean pooling: blind to order
     assert after["twin_accuracy"] >= 75.0, after
-    assert np.mean(log["losses"][-5:]) < np.mean(log["losses"][:5])
+    assert min(log["losses"]) < ORDER_BLIND_FLOOR  # below what any order-blind model can reach
 
 
 def test_lora_alone_learns_appearance_but_not_order(tiny, clips):
     before, after, log, object_before, object_after = _train(tiny, clips, "lora")
     assert before["twin_accuracy"] == after["twin_accuracy"] == 50.0  # per-frame updates, mean pooled
-    assert object_after >= object_before + 15, (object_before, object_after)
-    assert np.mean(log["losses"][-5:]) < np.mean(log["losses"][:5]) - 0.3
+    assert min(log["losses"]) >= ORDER_BLIND_FLOOR - 1e-4
+    # ... yet it learns: the loss falls towards that floor, and more clips find their object
+    assert np.mean(log["losses"][-5:]) < np.mean(log["losses"][:5]) - 0.1, log["losses"]
+    assert object_after > object_before, (object_before, object_after)
+
+
+def test_lora_checkpoint_round_trip(tiny, clips, tmp_path):
+    """peft swaps the attention's frozen weights on every call; only the lora_ tensors are saved."""
+    model = create_strategy("lora-temporal", tiny[0], head_layers=1)
+    train_retrieval(model, clips, replace(TRAIN, steps=2), run_dir=tmp_path, progress=False)
+    saved = load_file(str(tmp_path / "trainable.safetensors"))
+    assert saved and all("lora_" in n or n.startswith("head.") for n in saved)
+    restored = create_strategy("lora-temporal", tiny[0], head_layers=1)
+    load_trainable(restored, tmp_path / "trainable.safetensors")
+    frames = tiny[0].preprocess(clips.frames[:2])
+    with torch.no_grad():
+        assert torch.allclose(restored.eval().encode_video(frames), model.eval().encode_video(frames), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ORDER_BLIND)
