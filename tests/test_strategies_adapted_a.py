@@ -85,7 +85,7 @@ def assert_untouched(tiny) -> None:
 
 
 @pytest.fixture(scope="module")
-def clips(tiny):
+def clips():
     return grow_shrink_clips()
 
 

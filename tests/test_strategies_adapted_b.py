@@ -29,7 +29,7 @@ from workbench.train import RetrievalData, TrainConfig, load_trainable, train_re
 NAMES = ["st-adapter", "aim", "prompt-text", "prompt-visual"]
 INSIDE = ["st-adapter", "aim", "prompt-visual"]  # temporal modelling inside the frozen blocks
 FRAMES = 4
-TRAIN = TrainConfig(steps=25, batch_size=8, lr=1e-2, warmup=3, checkpoint_every=0, amp=False, seed=0)
+TRAIN = TrainConfig(steps=25, batch_size=8, lr=5e-3, warmup=3, checkpoint_every=0, amp=False, seed=0)
 
 
 def grow_shrink_clips(colours=("red", "green", "blue"), shapes=("circle", "square", "triangle", "star"),
@@ -98,8 +98,8 @@ def _expected_trainable(name: str, model) -> int:
         c = width // 2  # down C->c, depthwise (3,1,1) conv, up c->C
         return blocks * (width * c + c + 3 * c + c + c * width + width)
     if name == "aim":
-        h = width // 4  # three bottlenecks a block, plus the temporal embedding
-        return blocks * 3 * (width * h + h + h * width + width) + model.config.max_frames * width
+        h = width // 4  # three bottlenecks and the frame positions of the temporal attention, a block
+        return blocks * (3 * (width * h + h + h * width + width) + model.config.max_frames * width)
     if name == "prompt-text":
         return 3 * model.backbone.clip.transformer.width  # "a video of": three context vectors
     heads = visual.transformer.resblocks[0].attn.num_heads

@@ -119,11 +119,12 @@ def _lr_factor(cfg: TrainConfig, step: int) -> float:
 
 
 def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; parameters inside the ILFM (``backbone.*``) get the small ``backbone_lr``."""
+    """AdamW; the ILFM's own pretrained weights get the small ``backbone_lr``
+    (``model.is_pretrained_weight``), new modules the full ``lr``."""
     groups: dict[str, list] = {"new": [], "backbone": []}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            groups["backbone" if name.startswith("backbone.") else "new"].append(p)
+            groups["backbone" if model.is_pretrained_weight(name) else "new"].append(p)
     params = [{"params": groups["new"], "lr": cfg.lr, "base_lr": cfg.lr},
               {"params": groups["backbone"], "lr": cfg.backbone_lr, "base_lr": cfg.backbone_lr}]
     return torch.optim.AdamW([g for g in params if g["params"]], weight_decay=cfg.weight_decay)

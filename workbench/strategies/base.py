@@ -127,6 +127,17 @@ class VideoTextModel(nn.Module):
         video = self.pool(inputs) if inputs.dim() == 3 else self.encode_video(inputs)
         return video if texts is None else (video, self.encode_text(texts))
 
+    def is_pretrained_weight(self, name: str) -> bool:
+        """Is trainable parameter ``name`` one of the ILFM's own pretrained weights?
+
+        Those get the small ``backbone_lr`` in training; new modules (heads, adapters, prompts)
+        get the full ``lr``. LoRA factors live inside the ILFM's copy and count as its weights
+        here (they are stable at ``backbone_lr`` ~5e-4, not at a head's 5e-3). Strategies that
+        tune a small subset of the ILFM (biases, LayerNorms) override this: such subsets want a
+        new-module rate.
+        """
+        return name.startswith("backbone.")
+
     def auxiliary_loss(self, inputs: torch.Tensor, video: torch.Tensor) -> torch.Tensor | None:
         """A strategy's own training term added to the contrastive loss (None: nothing).
 

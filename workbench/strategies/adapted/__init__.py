@@ -3,3 +3,5 @@ from . import full_finetune  # noqa: F401
 from . import partial  # noqa: F401
 from . import extra_model  # noqa: F401
 from . import lora  # noqa: F401
+from . import adapter  # noqa: F401
+from . import prompt  # noqa: F401

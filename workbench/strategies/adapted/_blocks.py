@@ -38,14 +38,13 @@ class BlockAdapter(nn.Module):
 class AdaptedBlocks(VideoTextModel):
     """A strategy whose frame features come from the frozen ViT run with ``block_adapters``.
 
-    Subclasses fill ``block_adapters`` (keys: block indices as strings) and may set a parameter
-    ``frame_embedding`` ([max_frames, width], added to every token of frame t before the blocks).
+    Subclasses fill ``block_adapters`` (keys: block indices as strings).
     """
 
     block_adapters: nn.ModuleDict
 
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
-        return encode_frames(self.backbone, frames, self.block_adapters, getattr(self, "frame_embedding", None))
+        return encode_frames(self.backbone, frames, self.block_adapters)
 
 
 def check_vit(backbone) -> VisionTransformer:
@@ -90,6 +89,13 @@ def time_to_frames(x: torch.Tensor, length: int) -> torch.Tensor:
     return x.view(bl // length, length, num_frames, width).transpose(1, 2).reshape(-1, length, width)
 
 
+def frame_positions(table: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """The first ``num_frames`` rows of a learnable [max_frames, C] frame-position table."""
+    if num_frames > len(table):
+        raise ValueError(f"{num_frames} frames, but max_frames is {len(table)}")
+    return table[:num_frames]
+
+
 def patch_prefix(grid_size: tuple[int, int], x: torch.Tensor) -> int:
     """How many tokens (the class token) come before the ``rows x cols`` patch grid in ``x`` [N, L, C]."""
     rows, cols = grid_size
@@ -100,25 +106,19 @@ def patch_prefix(grid_size: tuple[int, int], x: torch.Tensor) -> int:
     return prefix
 
 
-def encode_frames(backbone, frames: torch.Tensor, adapters: nn.ModuleDict,
-                  frame_embedding: torch.Tensor | None = None) -> torch.Tensor:
+def encode_frames(backbone, frames: torch.Tensor, adapters: nn.ModuleDict) -> torch.Tensor:
     """Preprocessed frames [B,T,3,H,W] -> per-frame embeddings [B,T,D] through adapted blocks.
 
     Follows ``VisionTransformer.forward`` step by step (embeddings, blocks, pooling, projection),
-    so with adapters that add exact zeros the result is bit-identical to
-    ``backbone.encode_frames``. ``frame_embedding`` [>=T, C] is added to every token of frame t
-    before the first block (AIM's temporal embedding).
+    so with adapters that add exact zeros the result is bit-identical to ``backbone.encode_frames``
+    (on the same attention path: PyTorch's fused one is taken when no parameter of the block
+    needs a gradient, so compare with the backbone frozen, as every strategy leaves it).
     """
     if frames.ndim != 5:
         raise ValueError(f"frames must be [B,T,3,H,W], got shape {tuple(frames.shape)}")
     visual = check_vit(backbone)
     batch, num_frames = frames.shape[:2]
     x = visual._embeds(frames.flatten(0, 1).to(backbone.device, backbone.dtype))  # [B*T, L, C]
-    if frame_embedding is not None:
-        if num_frames > len(frame_embedding):
-            raise ValueError(f"{num_frames} frames, but the frame embedding has {len(frame_embedding)} "
-                             "positions (raise max_frames)")
-        x = (x.view(batch, num_frames, *x.shape[1:]) + frame_embedding[:num_frames, None].to(x.dtype)).flatten(0, 1)
     transformer = visual.transformer
     for index, block in enumerate(transformer.resblocks):
         key = str(index)

@@ -89,6 +89,13 @@ class PartialTuning(HeadOrMeanPool):
         return [p for name, p in clip.named_parameters() if name.endswith("bias") and not name.startswith("logit_")]
 
 
+class _SmallSubset(PartialTuning):
+    """LayerNorm- or bias-only tuning: a few thousand ILFM weights that need a new-module rate."""
+
+    def is_pretrained_weight(self, name: str) -> bool:
+        return False
+
+
 @register_strategy("partial-lastk")
 class PartialLastK(PartialTuning):
     reference = "last-k block tuning (Yosinski et al., NeurIPS 2014)"
@@ -99,7 +106,7 @@ class PartialLastK(PartialTuning):
 
 
 @register_strategy("partial-layernorm")
-class PartialLayerNorm(PartialTuning):
+class PartialLayerNorm(_SmallSubset):
     reference = "LayerNorm tuning (Zhao et al., ICLR 2024)"
     order = 21
 
@@ -108,7 +115,7 @@ class PartialLayerNorm(PartialTuning):
 
 
 @register_strategy("partial-bitfit")
-class PartialBitFit(PartialTuning):
+class PartialBitFit(_SmallSubset):
     reference = "BitFit (Ben Zaken et al., ACL 2022)"
     order = 22
 

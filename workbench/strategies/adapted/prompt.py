@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import VideoTextModel, register_strategy
-from ._blocks import AdaptedBlocks, BlockAdapter, as_backbone_tensors, check_vit, chosen_layers, mlp_residual
+from ._blocks import (AdaptedBlocks, BlockAdapter, as_backbone_tensors, check_vit, chosen_layers, frame_positions,
+                      mlp_residual)
 
 # --- text: CoOp context vectors --------------------------------------------------------------
 
@@ -140,11 +141,9 @@ class PromptBlock(BlockAdapter):
 
     def extra_tokens(self, cls: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Class tokens [B*T, C] -> each frame's message and the prompts: [B*T, 1+P, C]."""
-        if num_frames > len(self.frame_position):
-            raise ValueError(f"{num_frames} frames, but max_frames is {len(self.frame_position)}")
         width = cls.shape[-1]
         message = self.message_fc(cls.view(-1, num_frames, width))         # [B, T, C]
-        query = self.message_ln(message) + self.frame_position[:num_frames]
+        query = self.message_ln(message) + frame_positions(self.frame_position, num_frames)
         message = message + self.message_attn(query, query, query, need_weights=False)[0]
         tokens = [message.reshape(-1, 1, width)]
         if self.prompts is not None:
