@@ -29,10 +29,10 @@ from workbench.train import RetrievalData, TrainConfig, load_trainable, train_re
 NAMES = ["st-adapter", "aim", "prompt-text", "prompt-visual"]
 INSIDE = ["st-adapter", "aim", "prompt-visual"]  # temporal modelling inside the frozen blocks
 FRAMES = 4
-TRAIN = TrainConfig(steps=25, batch_size=8, lr=5e-3, warmup=3, checkpoint_every=0, amp=False, seed=0)
+TRAIN = TrainConfig(steps=30, batch_size=8, lr=1e-2, warmup=3, checkpoint_every=0, amp=False, seed=0)
 
 
-def grow_shrink_clips(colours=("red", "green", "blue"), shapes=("circle", "square", "triangle", "star"),
+def grow_shrink_clips(colours=("red", "green"), shapes=("circle", "square", "triangle"),
                       size=64) -> RetrievalData:
     """Each object grows over FRAMES frames; its twin is the exact reversal and shrinks."""
     frames, captions, twin = [], [], []
@@ -232,8 +232,8 @@ def test_temporal_strategies_tell_twins_apart(tiny, trained, name):
 def test_prompt_text_learns_appearance_but_not_order(tiny, trained):
     model, before, after, losses, object_before, object_after = trained("prompt-text")
     assert before["twin_accuracy"] == after["twin_accuracy"] == 50.0  # mean pooled frozen frames
-    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.2
-    assert object_after > object_before, (object_before, object_after)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1
+    assert object_after >= object_before + 20, (object_before, object_after)
     assert_untouched(tiny)
 
 
