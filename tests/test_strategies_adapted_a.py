@@ -18,13 +18,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import twins
 from safetensors.torch import load_file
 
 from workbench.backbones.openclip import load_backbone
 from workbench.backbones.taps import attention_weights
-from workbench.data.shapes.world import Background, Obj, render
 from workbench.strategies import create_strategy, flops_per_clip, list_strategies
-from workbench.tasks.retrieval import evaluate_retrieval, similarity
+from workbench.tasks.retrieval import evaluate_retrieval
 from workbench.train import RetrievalData, TrainConfig, load_trainable, train_retrieval
 
 NAMES = ["full-finetune", "partial-lastk", "partial-layernorm", "partial-bitfit", "extra-motion", "lora",
@@ -39,27 +39,11 @@ TRAIN = TrainConfig(steps=40, batch_size=4, lr=5e-3, backbone_lr=5e-4, warmup=3,
 ORDER_BLIND_FLOOR = float(np.log(2))
 
 
-def grow_shrink_clips(colours=("red", "green", "blue"), shapes=("circle", "square", "triangle", "star"),
-                      size=64) -> RetrievalData:
-    """24 clips: each object grows over FRAMES frames; its twin is the exact reversal and shrinks."""
-    frames, captions, twin = [], [], []
-    for colour in colours:
-        for shape in shapes:
-            scenes = [[Obj(shape, colour, "large", 0.5, 0.5, scale=s)] for s in np.linspace(0.3, 2.6, FRAMES)]
-            clip = torch.from_numpy(np.stack([render(s, Background(), size=size) for s in scenes])).permute(0, 3, 1, 2)
-            i = len(captions)
-            frames += [clip, clip.flip(0)]
-            captions += [f"a {colour} {shape} grows", f"a {colour} {shape} shrinks"]
-            twin += [i + 1, i]
-    return RetrievalData(torch.stack(frames), captions, twin)
+def grow_shrink_clips(colours=("red", "green", "blue"), shapes=("circle", "square", "triangle", "star"), size=64) -> RetrievalData:
+    return twins.grow_shrink_clips(colours, shapes, FRAMES, size)
 
 
-def right_object(model, data: RetrievalData) -> float:
-    """% of clips whose best caption names the right object (its own caption or its twin's)."""
-    sim, texts = similarity(model, data)
-    best = [texts[j] for j in sim.argmax(1).tolist()]
-    return 100.0 * float(np.mean([best[i] in (data.captions[i], data.captions[data.twin[i]])
-                                  for i in range(len(data))]))
+right_object = twins.right_object
 
 
 @pytest.fixture(scope="module")

@@ -14,45 +14,22 @@ Behaviour checked here:
 - the backbone passed in is never changed, whatever the strategy trains.
 """
 import copy
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+import twins
+
 
 from workbench.backbones.openclip import load_backbone
-from workbench.data.shapes.world import Background, Obj, render
 from workbench.strategies import create_strategy, flops_per_clip, list_strategies
-from workbench.tasks.retrieval import evaluate_retrieval, similarity
-from workbench.train import RetrievalData, TrainConfig, load_trainable, train_retrieval, trainable_state
+from workbench.tasks.retrieval import evaluate_retrieval
+from workbench.train import TrainConfig, load_trainable, train_retrieval, trainable_state
 
 NAMES = ["st-adapter", "aim", "prompt-text", "prompt-visual"]
 INSIDE = ["st-adapter", "aim", "prompt-visual"]  # temporal modelling inside the frozen blocks
 FRAMES = 4
 TRAIN = TrainConfig(steps=30, batch_size=8, lr=1e-2, warmup=3, checkpoint_every=0, amp=False, seed=0)
-
-
-def grow_shrink_clips(colours=("red", "green"), shapes=("circle", "square", "triangle"),
-                      size=64) -> RetrievalData:
-    """Each object grows over FRAMES frames; its twin is the exact reversal and shrinks."""
-    frames, captions, twin = [], [], []
-    for colour in colours:
-        for shape in shapes:
-            scenes = [[Obj(shape, colour, "large", 0.5, 0.5, scale=s)] for s in np.linspace(0.3, 2.6, FRAMES)]
-            clip = torch.from_numpy(np.stack([render(s, Background(), size=size) for s in scenes])).permute(0, 3, 1, 2)
-            i = len(captions)
-            frames += [clip, clip.flip(0)]
-            captions += [f"a {colour} {shape} grows", f"a {colour} {shape} shrinks"]
-            twin += [i + 1, i]
-    return RetrievalData(torch.stack(frames), captions, twin)
-
-
-def right_object(model, data: RetrievalData) -> float:
-    """% of clips whose best caption names the right object (its own caption or its twin's)."""
-    sim, texts = similarity(model, data)
-    best = [texts[j] for j in sim.argmax(1).tolist()]
-    return 100.0 * float(np.mean([best[i] in (data.captions[i], data.captions[data.twin[i]])
-                                  for i in range(len(data))]))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +56,7 @@ def assert_untouched(tiny) -> None:
 
 @pytest.fixture(scope="module")
 def clips(tiny):
-    data = grow_shrink_clips()
+    data = twins.grow_shrink_clips(("red", "green"), ("circle", "square", "triangle"), FRAMES)
     with torch.no_grad():  # prompt-text is a feature-level strategy: it trains on cached frame features
         data.features = tiny[0].encode_frames(tiny[0].preprocess(data.frames))
     return data
@@ -211,10 +188,10 @@ def trained(tiny, clips):
         if name not in runs:
             torch.manual_seed(0)
             model = create_strategy(name, tiny[0])
-            before, object_before = evaluate_retrieval(model, clips), right_object(model, clips)
+            before, object_before = evaluate_retrieval(model, clips), twins.right_object(model, clips)
             log = train_retrieval(model, clips, TRAIN, progress=False)
             runs[name] = (model, before, evaluate_retrieval(model, clips), log["losses"], object_before,
-                          right_object(model, clips))
+                          twins.right_object(model, clips))
         return runs[name]
 
     return run

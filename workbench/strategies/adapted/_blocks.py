@@ -15,6 +15,8 @@ The token layout is open_clip's batch-first ``[N, L, C]`` with the class token f
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
@@ -38,10 +40,18 @@ class BlockAdapter(nn.Module):
 class AdaptedBlocks(VideoTextModel):
     """A strategy whose frame features come from the frozen ViT run with ``block_adapters``.
 
-    Subclasses fill ``block_adapters`` (keys: block indices as strings).
+    Subclasses call :meth:`adapt_blocks` once, after ``super().__init__(backbone)``.
     """
 
-    block_adapters: nn.ModuleDict
+    block_adapters: nn.ModuleDict  # keys: block indices as strings
+
+    def adapt_blocks(self, layers: int, make: Callable[[VisionTransformer], BlockAdapter]) -> None:
+        """Give each of the last ``layers`` blocks (0: all) the adapter ``make(image_tower)`` builds,
+        on the backbone's device and dtype."""
+        visual = check_vit(self.backbone)
+        indices = chosen_layers(len(visual.transformer.resblocks), layers)
+        adapters = nn.ModuleDict({str(i): make(visual) for i in indices})
+        self.block_adapters = adapters.to(device=self.backbone.device, dtype=self.backbone.dtype)
 
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         return encode_frames(self.backbone, frames, self.block_adapters)
@@ -132,8 +142,3 @@ def encode_frames(backbone, frames: torch.Tensor, adapters: nn.ModuleDict) -> to
     if visual.proj is not None:
         pooled = pooled @ visual.proj
     return pooled.view(batch, num_frames, -1)
-
-
-def as_backbone_tensors(module: nn.Module, backbone) -> nn.Module:
-    """Put new trainable modules on the backbone's device and dtype."""
-    return module.to(device=backbone.device, dtype=backbone.dtype)

@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from ..base import register_strategy
-from ._blocks import (AdaptedBlocks, BlockAdapter, as_backbone_tensors, attention_residual, check_vit,
-                      chosen_layers, frame_positions, frames_to_time, mlp_residual, patch_prefix, time_to_frames)
+from ._blocks import (AdaptedBlocks, BlockAdapter, attention_residual, frame_positions, frames_to_time,
+                      mlp_residual, patch_prefix, time_to_frames)
 
 
 # --- ST-Adapter ------------------------------------------------------------------------------
@@ -99,18 +99,17 @@ class STAdapter(AdaptedBlocks):
     order = 40
 
     def __init__(self, backbone, **cfg) -> None:
-        self.config = STAdapterConfig(**cfg)
-        super().__init__(backbone)
-        visual = check_vit(backbone)
-        c = self.config
+        self.config = c = STAdapterConfig(**cfg)
         if not (c.pre_attn or c.pre_mlp):
             raise ValueError("st-adapter needs pre_attn or pre_mlp (or both)")
-        width = visual.transformer.width
-        channels = c.channels or width // 2
-        blocks = visual.transformer.resblocks
-        self.block_adapters = as_backbone_tensors(nn.ModuleDict({
-            str(i): STAdapterBlock(width, channels, tuple(c.kernel), visual.grid_size, c.pre_attn, c.pre_mlp)
-            for i in chosen_layers(len(blocks), c.layers)}), backbone)
+        super().__init__(backbone)
+
+        def make(visual) -> STAdapterBlock:
+            width = visual.transformer.width
+            return STAdapterBlock(width, c.channels or width // 2, tuple(c.kernel), visual.grid_size,
+                                  c.pre_attn, c.pre_mlp)
+
+        self.adapt_blocks(c.layers, make)
 
 
 # --- AIM -------------------------------------------------------------------------------------
@@ -176,15 +175,13 @@ class AIM(AdaptedBlocks):
     order = 41
 
     def __init__(self, backbone, **cfg) -> None:
-        self.config = AIMConfig(**cfg)
-        super().__init__(backbone)
-        visual = check_vit(backbone)
-        c = self.config
+        self.config = c = AIMConfig(**cfg)
         if c.temporal_adapters not in (1, 2):
             raise ValueError(f"temporal_adapters={c.temporal_adapters}: 1 or 2 (AIM's num_tadapter)")
-        width = visual.transformer.width
-        hidden = max(1, round(width * c.ratio))
-        blocks = visual.transformer.resblocks
-        self.block_adapters = as_backbone_tensors(nn.ModuleDict({
-            str(i): AIMBlock(width, hidden, c.scale, c.temporal_adapters, c.max_frames)
-            for i in chosen_layers(len(blocks), c.layers)}), backbone)
+        super().__init__(backbone)
+
+        def make(visual) -> AIMBlock:
+            width = visual.transformer.width
+            return AIMBlock(width, max(1, round(width * c.ratio)), c.scale, c.temporal_adapters, c.max_frames)
+
+        self.adapt_blocks(c.layers, make)

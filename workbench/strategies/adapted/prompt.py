@@ -26,8 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import VideoTextModel, register_strategy
-from ._blocks import (AdaptedBlocks, BlockAdapter, as_backbone_tensors, check_vit, chosen_layers, frame_positions,
-                      mlp_residual)
+from ._blocks import AdaptedBlocks, BlockAdapter, frame_positions, mlp_residual
 
 # --- text: CoOp context vectors --------------------------------------------------------------
 
@@ -177,15 +176,10 @@ class PromptVisual(AdaptedBlocks):
     order = 61
 
     def __init__(self, backbone, **cfg) -> None:
-        self.config = PromptVisualConfig(**cfg)
+        self.config = c = PromptVisualConfig(**cfg)
         super().__init__(backbone)
-        visual = check_vit(backbone)
-        c = self.config
-        blocks = visual.transformer.resblocks
-        width, heads = visual.transformer.width, blocks[0].attn.num_heads
-        self.block_adapters = as_backbone_tensors(nn.ModuleDict({
-            str(i): PromptBlock(width, heads, c.num_prompts, c.max_frames)
-            for i in chosen_layers(len(blocks), c.layers)}), backbone)
+        self.adapt_blocks(c.layers, lambda visual: PromptBlock(
+            visual.transformer.width, visual.transformer.resblocks[0].attn.num_heads, c.num_prompts, c.max_frames))
         if c.text_context:
             self.text_context = TextContext(backbone, PromptTextConfig.ctx_init, PromptTextConfig.n_ctx)
 
