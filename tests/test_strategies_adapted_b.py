@@ -20,7 +20,6 @@ import pytest
 import torch
 import twins
 
-
 from workbench.backbones.openclip import load_backbone
 from workbench.strategies import create_strategy, flops_per_clip, list_strategies
 from workbench.tasks.retrieval import evaluate_retrieval
@@ -135,9 +134,13 @@ def test_options_choose_blocks_and_bad_ones_are_refused(tiny):
     backbone, probe = tiny[:2]
     assert sorted(create_strategy("st-adapter", backbone, layers=2).block_adapters) == ["4", "5"]
     assert len(create_strategy("aim", backbone, layers=0).block_adapters) == 6
-    both = create_strategy("st-adapter", backbone, pre_mlp=True, kernel=(3, 3, 3), channels=16)
+    variants = [create_strategy("st-adapter", backbone, pre_mlp=True, kernel=(3, 3, 3), channels=16),
+                create_strategy("aim", backbone, temporal_adapters=2, layers=3),
+                create_strategy("prompt-visual", backbone, num_prompts=0, layers=0)]
     with torch.no_grad():
-        assert torch.equal(both.frame_features(probe), tiny[2])
+        assert all(torch.equal(model.frame_features(probe), tiny[2]) for model in variants)
+    with pytest.raises(ValueError, match="temporal_adapters"):
+        create_strategy("aim", backbone, temporal_adapters=3)
     with pytest.raises(ValueError, match="6 blocks"):
         create_strategy("aim", backbone, layers=7)
     with pytest.raises(ValueError, match="odd"):

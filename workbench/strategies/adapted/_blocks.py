@@ -121,8 +121,8 @@ def encode_frames(backbone, frames: torch.Tensor, adapters: nn.ModuleDict) -> to
 
     Follows ``VisionTransformer.forward`` step by step (embeddings, blocks, pooling, projection),
     so with adapters that add exact zeros the result is bit-identical to ``backbone.encode_frames``
-    (on the same attention path: PyTorch's fused one is taken when no parameter of the block
-    needs a gradient, so compare with the backbone frozen, as every strategy leaves it).
+    on the same attention path (PyTorch takes its fused kernel only in eval mode when no
+    attention parameter needs a gradient: compare with the backbone frozen, as strategies leave it).
     """
     if frames.ndim != 5:
         raise ValueError(f"frames must be [B,T,3,H,W], got shape {tuple(frames.shape)}")
@@ -131,14 +131,17 @@ def encode_frames(backbone, frames: torch.Tensor, adapters: nn.ModuleDict) -> to
     x = visual._embeds(frames.flatten(0, 1).to(backbone.device, backbone.dtype))  # [B*T, L, C]
     transformer = visual.transformer
     for index, block in enumerate(transformer.resblocks):
-        key = str(index)
-        run = (lambda x, block=block: block(x)) if key not in adapters else (
-            lambda x, block=block, adapter=adapters[key]: adapter(block, x, num_frames))
+        adapter = adapters[str(index)] if str(index) in adapters else None
         if transformer.grad_checkpointing and torch.is_grad_enabled():
-            x = checkpoint(run, x, use_reentrant=False)
+            x = checkpoint(_run_block, block, adapter, x, num_frames, use_reentrant=False)
         else:
-            x = run(x)
+            x = _run_block(block, adapter, x, num_frames)
     pooled, _ = visual._pool(x)
     if visual.proj is not None:
         pooled = pooled @ visual.proj
     return pooled.view(batch, num_frames, -1)
+
+
+def _run_block(block: ResidualAttentionBlock, adapter: BlockAdapter | None, x: torch.Tensor,
+               num_frames: int) -> torch.Tensor:
+    return block(x) if adapter is None else adapter(block, x, num_frames)

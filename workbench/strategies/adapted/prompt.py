@@ -8,11 +8,13 @@
   frozen mean pooling, so it cannot see frame order: on time-reversed twins it stays at chance.
 - ``prompt-visual``: deep visual prompts (VPT-deep, Jia et al., *Visual Prompt Tuning*, ECCV 2022)
   and cross-frame message tokens (X-CLIP, Ni et al., *Expanding Language-Image Pretrained Models
-  for General Video Recognition*, ECCV 2022; Vita-CLIP's per-frame summary tokens, Wasim et al.,
-  CVPR 2023 follow the same idea). In each of the last k blocks, every frame's class token is
-  projected to a *message*; a small attention over the T messages (with frame position
-  embeddings) lets the frames of a clip talk to each other; each frame's tokens then attend to
-  its own message and the block's learnable prompt tokens, which are dropped after the block.
+  for General Video Recognition*, ECCV 2022; Vita-CLIP, Wasim et al., CVPR 2023, prompts frames in
+  a related way). In each of the last k blocks, every frame's class token is projected to a
+  *message*; a small attention over the T messages lets the frames of a clip talk to each other;
+  each frame's tokens then attend to its own message and the block's learnable prompt tokens,
+  which are dropped after the block. X-CLIP's message attention has no frame positions (its order
+  comes from a later temporal transformer), which under mean pooling would leave it blind to
+  order, so frame position embeddings join the messages here.
   The frozen attention reads these extra tokens through a separate, zero-initialised gate per
   head (LLaMA-Adapter's zero-init attention, Zhang et al., ICLR 2024), so the untrained model is
   exactly the frozen ILFM and training grows the prompts' influence from nothing.
