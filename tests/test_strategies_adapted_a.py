@@ -49,23 +49,10 @@ right_object = twins.right_object
 @pytest.fixture(scope="module")
 def tiny():
     """The tiny CLIP (random weights), a probe batch, and what it computes before any strategy exists."""
-    torch.manual_seed(0)
-    backbone = load_backbone("shapes-clip-tiny")
-    for p in backbone.parameters():  # as every strategy leaves it; fixes the attention path too
-        p.requires_grad_(False)
-    probe = torch.randn(2, FRAMES, 3, backbone.image_size, backbone.image_size)
-    with torch.no_grad():
-        features = backbone.encode_frames(probe)
-    state = {k: v.clone() for k, v in backbone.state_dict().items()}
-    return backbone, probe, features, state
+    return twins.tiny_backbone_snapshot(FRAMES)
 
 
-def assert_untouched(tiny) -> None:
-    backbone, probe, features, state = tiny
-    assert all(torch.equal(v, state[k]) for k, v in backbone.state_dict().items())
-    assert not any(p.requires_grad for p in backbone.parameters())
-    with torch.no_grad():
-        assert torch.equal(backbone.encode_frames(probe), features)
+assert_untouched = twins.assert_untouched
 
 
 @pytest.fixture(scope="module")

@@ -31,3 +31,28 @@ def right_object(model, data: RetrievalData) -> float:
     best = [texts[j] for j in sim.argmax(1).tolist()]
     return 100.0 * float(np.mean([best[i] in (data.captions[i], data.captions[data.twin[i]])
                                   for i in range(len(data))]))
+
+
+def tiny_backbone_snapshot(frames: int = 4):
+    """The tiny CLIP (random weights) frozen, a probe batch, and what it computes before any
+    strategy exists: ``(backbone, probe, features, state)`` for :func:`assert_untouched`."""
+    from workbench.backbones.openclip import load_backbone
+
+    torch.manual_seed(0)
+    backbone = load_backbone("shapes-clip-tiny")
+    for p in backbone.parameters():  # as every strategy leaves it; fixes the attention path too
+        p.requires_grad_(False)
+    probe = torch.randn(2, frames, 3, backbone.image_size, backbone.image_size)
+    with torch.no_grad():
+        features = backbone.encode_frames(probe)
+    state = {k: v.clone() for k, v in backbone.state_dict().items()}
+    return backbone, probe, features, state
+
+
+def assert_untouched(snapshot) -> None:
+    """The backbone a strategy was built from is bit-identical and still frozen."""
+    backbone, probe, features, state = snapshot
+    assert all(torch.equal(v, state[k]) for k, v in backbone.state_dict().items())
+    assert not any(p.requires_grad for p in backbone.parameters())
+    with torch.no_grad():
+        assert torch.equal(backbone.encode_frames(probe), features)
