@@ -56,3 +56,17 @@ def assert_untouched(snapshot) -> None:
     assert not any(p.requires_grad for p in backbone.parameters())
     with torch.no_grad():
         assert torch.equal(backbone.encode_frames(probe), features)
+
+
+def assert_one_step_reaches_only_trainable(model, backbone) -> None:
+    """One forward + backward (2 frames, batch 1): gradients on exactly the trainable parameters,
+    none on the backbone the strategy was built from."""
+    frames = torch.randn(1, 2, 3, backbone.image_size, backbone.image_size)
+    video, text = model(frames, ["a red circle grows"])
+    assert video.shape == (1, backbone.embed_dim) and text.shape == (1, backbone.embed_dim)
+    (video @ text.t()).sum().backward()
+    trainable = set(map(id, model.trainable_parameters()))
+    for n, p in model.named_parameters():
+        assert (p.grad is not None) == (id(p) in trainable), n
+    assert sum(p.grad.norm() for p in model.trainable_parameters()) > 0
+    assert not any(p.grad is not None or p.requires_grad for p in backbone.parameters())
