@@ -17,9 +17,9 @@ def backbone():
     return load_backbone()  # no arguments: the embedded default, offline
 
 
-# Shape misses its 85% target (77.7% measured; the card says "NO"): a known gap, tracked in the
-# issue note. Every other target is met and asserted; shape must still be far above chance.
-MISSED_TARGETS = {"shape"}
+# Every target is met by the shipped model (shape was 77.7% after 1000 steps; 90.7% after 1400).
+# A retrained model that misses one must list it here and say so in its card and note.
+MISSED_TARGETS: set[str] = set()
 
 
 def test_embedded_model_ships_small_with_its_card():

@@ -78,7 +78,7 @@ counts of still images. It was never shown motion: that is what the video strate
 - Wall time: {f'{wall / 60:.1f} min' if wall else 'unknown'} of training steps (summed over resumed runs) on
   the build machine (2 CPU cores shared with other jobs, bf16 autocast); final training loss
   {training.get('final_loss', float('nan')):.3f}.
-- Reproduce: `workbench pretrain` (resumes from `cache/pretrain/` if killed), then `workbench eval-ilfm`.
+{('- History: ' + training['note'] + chr(10)) if training.get('note') else ''}- Reproduce: `workbench pretrain` (resumes from `cache/pretrain/` if killed), then `workbench eval-ilfm`.
 
 ## Zero-shot accuracy on held-out images (measured by `workbench eval-ilfm`)
 Each probe: one fresh image, candidate captions that differ only in the probed attribute

@@ -35,7 +35,7 @@ from ..io import atomic_write  # noqa: E402
 @dataclass
 class PretrainConfig:
     model: str = DEFAULT_MODEL          # open_clip config name (ours are in backbones/configs/)
-    steps: int = 1000                   # optimiser steps
+    steps: int = 1400                   # optimiser steps
     focus_from: int = 0                 # position-heavy batches ("focus", images.py) from this step on
     shape_focus_from: int = 600         # shape hard negatives (images.py) from this step on
     batch_size: int = 256               # images per step

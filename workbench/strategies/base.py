@@ -62,9 +62,18 @@ def strategy_class(name: str) -> type["VideoTextModel"]:
     return STRATEGIES[name]
 
 
-def create_strategy(name: str, backbone, **cfg) -> "VideoTextModel":
-    """Build strategy ``name`` around ``backbone``; ``cfg`` overrides its config fields."""
-    return strategy_class(name)(backbone, **cfg)
+def create_strategy(name: str, backbone, text_head: bool | None = None, **cfg) -> "VideoTextModel":
+    """Build strategy ``name`` around ``backbone``; ``cfg`` overrides its config fields.
+
+    ``text_head`` adds the trainable text-side head (:mod:`workbench.strategies.text_head`);
+    None: the strategy's default (``text_head_default``: on for strategies that train something
+    and keep the text tower frozen).
+    """
+    cls = strategy_class(name)
+    model = cls(backbone, **cfg)
+    if cls.text_head_default if text_head is None else text_head:
+        model.add_text_head()
+    return model
 
 
 class VideoTextModel(nn.Module):
@@ -83,6 +92,7 @@ class VideoTextModel(nn.Module):
     temporal: ClassVar[bool] = False     # does it model frame order at all?
     input_level: ClassVar[str] = "pixels"  # "features" or "pixels" (see module docstring)
     order: ClassVar[int] = 50            # position in listings (survey order)
+    text_head_default: ClassVar[bool] = True  # create_strategy adds the text-side head (text_head.py)
 
     def __init__(self, backbone, **cfg) -> None:
         super().__init__()
@@ -91,6 +101,13 @@ class VideoTextModel(nn.Module):
         self.backbone = backbone
         for p in backbone.parameters():
             p.requires_grad_(False)
+        self.text_head = None
+
+    def add_text_head(self) -> None:
+        """Give this strategy the trainable text-side head over frozen text tokens (``text_head.py``)."""
+        from .text_head import TextHead
+
+        self.text_head = TextHead.for_backbone(self.backbone)
 
     # -- the four calls of DESIGN §2 -------------------------------------------------------
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
@@ -112,6 +129,8 @@ class VideoTextModel(nn.Module):
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """list[str] -> [N,D], L2-normalised."""
+        if self.text_head is not None:
+            return self.text_head(self.backbone, texts)
         return self.backbone.encode_text(texts, normalize=True)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -171,7 +190,7 @@ class VideoTextModel(nn.Module):
         counts = self.parameter_counts()
         return {"strategy": self.name, "family": self.family, "leaf": self.leaf,
                 "reference": self.reference, "temporal": self.temporal,
-                "input_level": self.input_level, **counts}
+                "input_level": self.input_level, "text_head": self.text_head is not None, **counts}
 
 
 def flops_per_clip(model: VideoTextModel, num_frames: int) -> int:
