@@ -51,8 +51,20 @@ class FeatureCache:
         self.dir = Path(root) / model_fingerprint(backbone) / sampling
         self.hits = self.misses = 0
 
+    @classmethod
+    def at(cls, directory: str | Path, backbone=None) -> "FeatureCache":
+        """The cache stored in ``directory`` (a ``<root>/<model>/<sampling>`` folder, e.g. the one
+        a ``workbench extract`` manifest names); reading needs no backbone, :meth:`encode` does."""
+        cache = cls.__new__(cls)
+        cache.backbone, cache.dir = backbone, Path(directory)
+        cache.hits = cache.misses = 0
+        return cache
+
     def path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.safetensors"
+
+    def __contains__(self, key: str) -> bool:
+        return self.path(key).exists()
 
     def load(self, key: str) -> torch.Tensor | None:
         path = self.path(key)
@@ -61,9 +73,11 @@ class FeatureCache:
         self.hits += 1
         return load_file(str(path))["features"]
 
-    def store(self, key: str, features: torch.Tensor) -> None:
+    def store(self, key: str, features: torch.Tensor, metadata: dict[str, str] | None = None) -> None:
+        """Write one video's features [T,D] (float32); ``metadata`` goes in the file's header
+        (e.g. which video it came from), readable without loading the tensor."""
         tensor = features.detach().float().cpu().contiguous()
-        atomic_write(self.path(key), lambda p: save_file({"features": tensor}, p))
+        atomic_write(self.path(key), lambda p: save_file({"features": tensor}, p, metadata=metadata))
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor, keys: list[str] | None = None, batch_size: int = 32) -> torch.Tensor:
