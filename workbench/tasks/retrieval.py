@@ -118,3 +118,95 @@ def evaluate_splits(model, splits: dict) -> dict:
                      "t2v_R1": result["t2v"]["R1"], "v2t_R1": result["v2t"]["R1"],
                      "twin_accuracy": result["twin_accuracy"]}
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The registry's view of retrieval (workbench.tasks.base): the same functions behind the
+# Task interface, so `workbench train|eval --task retrieval` and task benches reach them.
+# --------------------------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from .base import Split, Task, TaskData, register_task, render_clips, save_json  # noqa: E402
+
+
+@register_task("retrieval")
+class RetrievalTask(Task):
+    """Text-video retrieval both ways (R@1/5/10, MdR, MnR) and the twin test, on any strategy.
+
+    Items are :class:`~workbench.tasks.captioning.Captioned` (a video and its captions); every
+    caption of a video counts as correct for it. "Trained" trains the strategy with the one
+    contrastive loop (hard negatives: twins and same-object siblings); there is no extra head.
+    """
+
+    metric = "t2v_R1"
+    formats = ("msrvtt",)
+
+    @property
+    def files(self):
+        from .captioning import Captioning
+
+        return Captioning.files
+
+    def shapes_data(self, profile, backbone, seed: int = 0) -> TaskData:
+        from ..data.shapes.clips import make_clips
+        from .captioning import Captioned
+
+        splits = {}
+        for name, per_kind in (("train", profile.clips_per_kind), ("eval", profile.eval_clips_per_kind)):
+            clips = make_clips(seed, per_kind, profile.num_frames, name)
+            videos = render_clips(clips, backbone.image_size, profile.num_frames)
+            index = videos.index()
+            position = {c.clip_id: k for k, c in enumerate(clips)}
+            items = [Captioned(index[c.clip_id], (c.caption,), tuple(c.hard_negatives())) for c in clips]
+            splits[name] = Split(videos, items, name, twin=[position.get(c.twin_id) for c in clips])
+        return TaskData(splits["train"], splits["eval"], "shapesworld")
+
+    def load(self, path, backbone, profile, format=None, video_dir=None) -> TaskData:
+        from .captioning import Captioning
+
+        data = Captioning().load(path, backbone, profile, format, video_dir)
+        return TaskData(data.train, data.eval, data.source)
+
+    def predict(self, model, split: Split, head=None):
+        from .base import text_embeddings, video_embeddings
+
+        texts = list(dict.fromkeys(r for it in split.items for r in it.references))
+        video = video_embeddings(model, split.videos)[[it.video for it in split.items]]
+        return {"sim": (video @ text_embeddings(model, texts).t()).numpy(), "texts": texts}
+
+    def train(self, model, data: TaskData, cfg, run_dir=None, progress=False, head_cfg=None) -> dict:
+        from .base import train_strategy
+
+        items = data.train.items
+        log = train_strategy(model, data.train.videos, [it.video for it in items],
+                             [it.references[0] for it in items], [list(it.negatives) for it in items],
+                             cfg, run_dir, progress, data.train.twin)
+        return {"strategy": log, "head": None}
+
+    def evaluate(self, split: Split, predictions) -> dict:
+        sim, texts = predictions["sim"], predictions["texts"]
+        column = {t: i for i, t in enumerate(texts)}
+        correct = np.zeros(sim.shape, dtype=bool)
+        for k, it in enumerate(split.items):
+            correct[k, [column[r] for r in it.references]] = True
+        t2v = metrics.retrieval_metrics(sim.T, correct.T)
+        v2t = metrics.retrieval_metrics(sim, correct)
+        out = {**{f"t2v_{k}": v for k, v in t2v.items()}, **{f"v2t_{k}": v for k, v in v2t.items()}}
+        if split.twin:
+            scores = []
+            for k, j in enumerate(split.twin):
+                if j is None or split.items[k].references[0] == split.items[j].references[0]:
+                    continue
+                own = sim[k, column[split.items[k].references[0]]]
+                other = sim[k, column[split.items[j].references[0]]]
+                scores.append(1.0 if own > other else 0.5 if own == other else 0.0)
+            out["twin_accuracy"] = 100.0 * float(np.mean(scores)) if scores else None
+        return out
+
+    def write_predictions(self, split: Split, predictions, out_dir) -> Path:
+        """``{"text": [video ids, best first (top 10)]}``: the text-to-video ranking."""
+        sim, texts = predictions["sim"], predictions["texts"]
+        ids = [split.videos.ids[it.video] for it in split.items]
+        ranking = {t: [ids[i] for i in np.argsort(-sim[:, j])[:10]] for j, t in enumerate(texts)}
+        return save_json(Path(out_dir) / "predictions.json", ranking)
