@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export WORKBENCH_PROFILE ?= smoke
 
-.PHONY: setup test test-fast lab clean
+.PHONY: setup test test-fast lab app bench clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,16 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not e2e" tests
+
+# The app on 127.0.0.1 (demo collection generated once under cache/demo). Pass flags with
+# APP_ARGS, e.g. make app APP_ARGS="--videos ~/clips --port 7861".
+app: setup
+	$(BIN)/workbench app $(APP_ARGS)
+
+# Speed and scale figures (README "Speed and scale"); each script prints a ratio to its baseline.
+bench: setup
+	$(BIN)/python -m pip install -q -e '.[scale]'
+	for b in extract cached_training retrieval memory; do nice $(BIN)/python benchmarks/bench_$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

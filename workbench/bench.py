@@ -109,3 +109,151 @@ def write_results(rows: list[dict], out: Path, profile: Profile, backbone) -> No
                                   f"{profile.num_frames} frames per clip.\n\n" + markdown_table(rows))
     (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     strategy_comparison(rows).write_html(out / "bench.html", include_plotlyjs="cdn")
+
+
+# --------------------------------------------------------------------------------------------
+# Every task (workbench.tasks.base): one strategy trained and evaluated, or every strategy
+# compared, zero-shot and trained, on ShapesWorld or a real dataset's files.
+# --------------------------------------------------------------------------------------------
+
+def task_data(task, profile: Profile, backbone, seed: int = 0, data: Path | None = None,
+              fmt: str | None = None, video_dir: Path | None = None):
+    """A task's data (ShapesWorld, or the real layout at ``data``), frozen features cached."""
+    from .tasks.base import with_features
+
+    loaded = (task.load(data, backbone, profile, fmt, video_dir) if data is not None
+              else task.shapes_data(profile, backbone, seed))
+    for split in (loaded.train, loaded.eval):
+        if split is not None:
+            with_features(split.videos, backbone, split.videos.frames.shape[1])
+    return loaded
+
+
+def _flat(result: dict, prefix: str = "") -> dict:
+    """Numbers of an evaluate() dict, per-type dicts flattened (``per_type`` -> the type names)."""
+    out = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, prefix))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value is not None:
+            out[f"{prefix}{key}"] = round(float(value), 1 if abs(value) >= 1 else 4)
+    return out
+
+
+def run_task(task_name: str, strategy: str, profile: str | Profile = "cpu", out: Path | None = None,
+             train: bool = True, data: Path | None = None, fmt: str | None = None,
+             video_dir: Path | None = None, trained_run: Path | None = None, backbone=None,
+             seed: int = 0, progress: bool = True) -> dict:
+    """Train (``train=True``) or only evaluate one strategy on one task; write under ``out``:
+    ``predictions.json`` (the dataset's own format), ``metrics.json``, and for training
+    ``checkpoint/`` (the strategy's trainable parameters, resumable) and ``head.safetensors``.
+    ``trained_run``: evaluate the strategy and head a previous ``run_task(train=True)`` saved."""
+    from safetensors.torch import load_file, save_file
+
+    from .backbones import load_backbone
+    from .io import atomic_write
+    from .tasks.base import get_task, save_json
+    from .train import config_dict, load_trainable
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    seed_everything(seed)
+    backbone = backbone or load_backbone()
+    task = get_task(task_name)
+    loaded = task_data(task, profile, backbone, seed, data, fmt, video_dir)
+    model = create_strategy(strategy, backbone)
+    head, log = None, {}
+    if train:
+        cfg = train_config(profile, model, True, seed)
+        run_dir = None if out is None else Path(out) / "checkpoint"
+        result = task.train(model, loaded, cfg, run_dir=run_dir, progress=progress)
+        head = result.pop("head")
+        log = {"config": config_dict(cfg), **{k: {kk: vv for kk, vv in v.items() if kk != "losses"}
+                                             if isinstance(v, dict) else v for k, v in result.items()}}
+        if out is not None and head is not None:
+            state = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
+            atomic_write(Path(out) / "head.safetensors", lambda p: save_file(state, p))
+    elif trained_run is not None:
+        trained_run = Path(trained_run)
+        if (trained_run / "checkpoint" / "trainable.safetensors").exists():
+            load_trainable(model, trained_run / "checkpoint" / "trainable.safetensors")
+        head = task.make_head(model, loaded)
+        if head is not None:
+            head.load_state_dict(load_file(str(trained_run / "head.safetensors")))
+    predictions = task.predict(model, loaded.eval, head)
+    scores = task.evaluate(loaded.eval, predictions)
+    summary = {"task": task_name, "strategy": strategy, "profile": profile.name, "source": loaded.source,
+               "mode": "trained" if (train or trained_run) else "zero-shot", "metrics": scores,
+               "skipped_videos": loaded.eval.videos.skipped, "train": log}
+    if out is not None:
+        task.write_predictions(loaded.eval, predictions, out)
+        save_json(Path(out) / "metrics.json", summary)
+    return summary
+
+
+def task_bench_strategy(task, name: str, backbone, loaded, profile: Profile, seed: int = 0,
+                        progress: bool = False) -> dict:
+    """One row: zero-shot and trained metrics of strategy ``name`` on ``task``."""
+    seed_everything(seed)
+    model = create_strategy(name, backbone)
+    zero = task.evaluate(loaded.eval, task.zero_shot(model, loaded.eval))
+    started = time.perf_counter()
+    result = task.train(model, loaded, train_config(profile, model, True, seed), progress=progress)
+    train_s = time.perf_counter() - started
+    trained = task.evaluate(loaded.eval, task.predict(model, loaded.eval, result["head"]))
+    counts = model.parameter_counts()
+    head_params = sum(p.numel() for p in result["head"].parameters()) if result["head"] is not None else 0
+    return {"strategy": name, "family": model.family, "temporal": model.temporal,
+            **_flat(zero, "zs_"), **_flat(trained),
+            "trainable_params": counts["trainable"] + head_params, "train_s": round(train_s, 1)}
+
+
+def run_task_bench(task_name: str, profile: str | Profile = "cpu", out: Path | None = None,
+                   strategies: list[str] | None = None, backbone=None, seed: int = 0,
+                   progress: bool = True) -> list[dict]:
+    """Every (or the named) strategy on one task, zero-shot and trained; writes
+    ``bench-<task>.csv/.md/.json`` to ``out``. Retrieval's own bench is :func:`run_bench`."""
+    from tqdm.auto import tqdm
+
+    from .backbones import load_backbone
+    from .tasks.base import get_task
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    backbone = backbone or load_backbone()
+    task = get_task(task_name)
+    loaded = task_data(task, profile, backbone, seed)
+    rows = [task_bench_strategy(task, name, backbone, loaded, profile, seed)
+            for name in tqdm(strategies or list_strategies(), desc=f"bench {task_name}", disable=not progress)]
+    if out is not None:
+        write_task_results(task_name, rows, Path(out), profile, backbone)
+    return rows
+
+
+def task_columns(rows: list[dict]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    drop = {"clips", "questions", "videos", "zs_clips", "zs_questions", "zs_videos", "zs_chance",
+            "zs_chance_top1"}
+    return [c for c in columns if c not in drop]
+
+
+def task_markdown(rows: list[dict]) -> str:
+    columns = task_columns(rows)
+    head = "| " + " | ".join(columns) + " |\n| " + " | ".join("---" for _ in columns) + " |\n"
+    return head + "\n".join("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows) + "\n"
+
+
+def write_task_results(task_name: str, rows: list[dict], out: Path, profile: Profile, backbone) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    columns = task_columns(rows)
+    with open(out / f"bench-{task_name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / f"bench-{task_name}.md").write_text(
+        f"Task `{task_name}`, profile `{profile.name}`, backbone `{backbone.name}`, "
+        f"{profile.num_frames} frames per clip; `zs_` columns are zero-shot, the others trained.\n\n"
+        + task_markdown(rows))
+    meta = {"task": task_name, "profile": profile.name, "backbone": backbone.name,
+            "num_frames": profile.num_frames, "device": str(backbone.device), "threads": torch.get_num_threads()}
+    (out / f"bench-{task_name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

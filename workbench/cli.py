@@ -19,6 +19,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Generate and inspect datasets
 app.add_typer(data_app, name="data")
 
 PROFILE_HELP = f"Profile: one of {', '.join(PROFILES)}."
+TASK_HELP = ("Task: retrieval, recognition, temporal-grounding, st-grounding, qa or captioning "
+             "(`workbench tasks` lists those installed).")
 
 
 @app.command()
@@ -68,26 +70,35 @@ def data_shapes(
 @app.command()
 def train(
     strategy: str = typer.Option(..., help="Strategy name (workbench list)."),
-    task: str = typer.Option("retrieval", help="Task (retrieval)."),
+    task: str = typer.Option("retrieval", help=TASK_HELP),
     profile: str = typer.Option("cpu", help=PROFILE_HELP),
     out: Path = typer.Option(Path("runs"), help="Run folder root: checkpoints, metrics."),
     hard_negatives: bool = typer.Option(True, help="Twins + sibling captions in every batch."),
     model: Optional[str] = typer.Option(None, help="open_clip model (default: the embedded tiny CLIP)."),
     pretrained: Optional[str] = typer.Option(None, help="open_clip tag, weights file, or none."),
     seed: int = typer.Option(0),
+    data: Optional[Path] = typer.Option(None, help="Real dataset folder or annotation file (default: ShapesWorld)."),
+    format: Optional[str] = typer.Option(None, "--format", help="Dataset layout (formats.py); default: the task's."),
+    video_dir: Optional[Path] = typer.Option(None, help="Videos folder (default: DATA/videos or beside the annotations)."),
 ):
-    """Train one strategy on ShapesWorld (resumes from OUT/STRATEGY-TASK-PROFILE if present)."""
+    """Train one strategy on a task (resumes from OUT/STRATEGY-TASK-PROFILE if present).
+
+    Retrieval on ShapesWorld reports the appearance / motion / order splits; every other task
+    (and retrieval on --data) writes predictions.json and metrics.json under the run folder."""
     import json
 
     from .backbones import load_backbone
+
+    if task != "retrieval" or data is not None:
+        _run_task(task, strategy, profile, out / f"{strategy}-{task}-{profile}", True, data, format,
+                  video_dir, None, model, pretrained, seed)
+        return
     from .bench import SPLITS, prepare, train_config
     from .config import get_profile
     from .strategies import create_strategy
     from .tasks.retrieval import evaluate_splits
     from .train import train_retrieval
 
-    if task != "retrieval":
-        raise typer.BadParameter(f"task {task!r} is not available yet; tasks: retrieval")
     prof = get_profile(profile)
     backbone = load_backbone(model, pretrained)
     prepared = prepare(prof, backbone, seed)
@@ -104,6 +115,45 @@ def train(
     typer.echo(f"trained {result['steps']} steps in {result['wall_s']:.0f} s -> {run_dir}")
 
 
+def _run_task(task, strategy, profile, out, train, data, fmt, video_dir, trained_run, model, pretrained, seed):
+    """Shared body of `train` / `eval` for the task registry (workbench.bench.run_task)."""
+    from .backbones import load_backbone
+    from .bench import run_task
+    from .tasks.base import list_tasks
+
+    if task not in list_tasks():
+        raise typer.BadParameter(f"unknown task {task!r}; tasks: {', '.join(list_tasks())}")
+    summary = run_task(task, strategy, profile, out, train=train, data=data, fmt=fmt, video_dir=video_dir,
+                       trained_run=trained_run, backbone=load_backbone(model, pretrained), seed=seed)
+    for key, value in summary["metrics"].items():
+        typer.echo(f"{key:>16}: {value}")
+    if summary["skipped_videos"]:
+        typer.echo(f"skipped {len(summary['skipped_videos'])} video(s) that could not be decoded:")
+        for path, reason in summary["skipped_videos"][:10]:
+            typer.echo(f"  {path}: {reason}")
+    typer.echo(f"{summary['mode']} {task} with {strategy} on {summary['source']} -> {out}/metrics.json, "
+               f"{out}/predictions.json")
+
+
+@app.command("eval")
+def eval_cmd(
+    task: str = typer.Option(..., help=TASK_HELP),
+    strategy: str = typer.Option("mean-pool", help="Strategy name (workbench list)."),
+    profile: str = typer.Option("cpu", help=PROFILE_HELP),
+    out: Path = typer.Option(..., help="Where predictions.json and metrics.json go."),
+    data: Optional[Path] = typer.Option(None, help="Real dataset folder or annotation file (default: ShapesWorld)."),
+    format: Optional[str] = typer.Option(None, "--format", help="Dataset layout (formats.py); default: the task's."),
+    video_dir: Optional[Path] = typer.Option(None, help="Videos folder (default: DATA/videos or beside the annotations)."),
+    run: Optional[Path] = typer.Option(None, help="A `workbench train` run folder: evaluate its trained "
+                                                  "strategy and head (default: zero-shot)."),
+    model: Optional[str] = typer.Option(None, help="open_clip model (default: the embedded tiny CLIP)."),
+    pretrained: Optional[str] = typer.Option(None, help="open_clip tag, weights file, or none."),
+    seed: int = typer.Option(0),
+):
+    """Evaluate a strategy on a task (zero-shot, or a trained run): predictions + metrics.json in OUT."""
+    _run_task(task, strategy, profile, out, False, data, format, video_dir, run, model, pretrained, seed)
+
+
 @app.command()
 def bench(
     profile: str = typer.Option("cpu", help=PROFILE_HELP),
@@ -111,13 +161,82 @@ def bench(
     strategy: Optional[list[str]] = typer.Option(None, help="Only these strategies (repeatable)."),
     hard_negatives: bool = typer.Option(True, help="Twins + sibling captions in every batch."),
     seed: int = typer.Option(0),
+    task: str = typer.Option("retrieval", help=TASK_HELP + " Retrieval keeps its split-wise table."),
 ):
-    """Every strategy on ShapesWorld retrieval: R@1 per split, twin accuracy, params, FLOPs, time."""
-    from .bench import markdown_table, run_bench
+    """Every strategy on a ShapesWorld task, side by side (retrieval: R@1 per split, twin accuracy,
+    params, FLOPs, time; other tasks: zero-shot and trained metrics -> bench-TASK.csv/.md/.json)."""
+    from .bench import markdown_table, run_bench, run_task_bench, task_markdown
+
+    if task != "retrieval":
+        rows = run_task_bench(task, profile, out, strategy or None, seed=seed)
+        typer.echo(task_markdown(rows))
+        typer.echo(f"written to {out}/bench-{task}.csv, .md, .json")
+        return
 
     rows = run_bench(profile, out, strategy or None, hard_negatives, seed=seed)
     typer.echo(markdown_table(rows))
     typer.echo(f"written to {out}/bench.csv, bench.md, bench.html")
+
+
+@app.command()
+def extract(
+    videos: Path = typer.Option(..., help="Folder of videos (searched recursively)."),
+    out: Path = typer.Option(..., help="Features folder (resumed if present)."),
+    model: Optional[str] = typer.Option(None, help="open_clip model (default: the embedded tiny CLIP)."),
+    pretrained: Optional[str] = typer.Option(None, help="open_clip tag or weights file."),
+    num_frames: int = typer.Option(8, help="Frames sampled per video."),
+    sampling: str = typer.Option("uniform", help="Frame sampler: uniform, segment-random, stride, all."),
+    batch_size: Optional[int] = typer.Option(None, help="Clips per model call (default: 4 on CPU, 32 on GPU)."),
+    workers: int = typer.Option(2, help="DataLoader decode workers per process."),
+    index: str = typer.Option("auto", help="Also write OUT/index.safetensors: auto, exact, faiss, faiss-ivf, or none."),
+):
+    """Frozen frame features of every video (resumable; several processes under torchrun / accelerate launch)."""
+    import torch
+    from accelerate import Accelerator
+
+    from .backbones import load_backbone
+    from .extract import ExtractConfig, extract_features
+    from .index import index_from_features
+
+    backbone = load_backbone(model, pretrained, device="cuda" if torch.cuda.is_available() else "cpu")
+    cfg = ExtractConfig(num_frames=num_frames, sampling=sampling, batch_size=batch_size, num_workers=workers)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    result = extract_features(videos, backbone, out, cfg, accelerator)
+    if accelerator.is_main_process:
+        typer.echo(result.summary())
+        if result.failed:
+            typer.echo(f"failures listed in {out / 'failures.json'}")
+        if index != "none":
+            typer.echo(f"index: {index_from_features(out, index).save(out / 'index.safetensors')}")
+    accelerator.end_training()
+
+
+@app.command("tasks")
+def tasks_cmd():
+    """The registered tasks, their headline metric and the dataset layouts they read."""
+    from .tasks.base import get_task, list_tasks
+
+    for name in list_tasks():
+        task = get_task(name)
+        typer.echo(f"{name:<20} {task.metric:<10} {', '.join(task.formats)}")
+
+
+@app.command("app")
+def app_cmd(
+    videos: Optional[Path] = typer.Option(None, help="Your folder of videos (default: the ShapesWorld demo, "
+                                                     "generated once under cache/demo)."),
+    model: Optional[str] = typer.Option(None, help="open_clip model (default: the embedded tiny CLIP)."),
+    pretrained: Optional[str] = typer.Option(None, help="open_clip tag or weights file."),
+    strategy: str = typer.Option("mean-pool", help="Strategy selected at start (workbench list)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to serve on (no share link is ever made)."),
+    port: Optional[int] = typer.Option(None, help="Port (default: Gradio's, 7860 or the next free one)."),
+    runs: Path = typer.Option(Path("runs"), help="Where `workbench train` / `bench` wrote heads and tables."),
+    num_frames: int = typer.Option(8, help="Frames sampled per video."),
+):
+    """Serve the Gradio app: retrieval, strategy lab, the loaded model (and QA, grounding, attention)."""
+    from .app.ui import serve
+
+    serve(videos, model, pretrained, strategy, host, port, runs, num_frames)
 
 
 @app.command("list")

@@ -37,3 +37,58 @@ def similarity_matrix(sim, row_labels: list[str], col_labels: list[str], title: 
     fig = go.Figure(go.Heatmap(z=values, x=col_labels, y=row_labels, colorscale="Viridis"))
     fig.update_layout(title=title, template="plotly_white", yaxis=dict(autorange="reversed"))
     return fig
+
+
+def grounding_timeline(curve, times, pred_windows=None, gt_windows=None, query: str = "",
+                       curve_label: str = "query similarity") -> go.Figure:
+    """A query's score over time (one value per sampled frame at ``times`` seconds), with the
+    predicted windows (orange, the first one darkest) and the true ones (green) shaded behind it."""
+    fig = go.Figure(go.Scatter(x=list(times), y=[float(v) for v in curve], mode="lines+markers",
+                               name=curve_label, line=dict(color="#1f77b4")))
+    for k, window in enumerate(pred_windows or []):
+        fig.add_vrect(x0=window[0], x1=window[1], fillcolor="#ff7f0e", line_width=0,
+                      opacity=0.35 if k == 0 else 0.12, layer="below",
+                      annotation_text="predicted" if k == 0 else None, annotation_position="top left")
+    for window in gt_windows or []:
+        fig.add_vrect(x0=window[0], x1=window[1], fillcolor="#2ca02c", line_width=2, line_color="#2ca02c",
+                      opacity=0.2, layer="below", annotation_text="true", annotation_position="bottom left")
+    fig.update_layout(title=query or curve_label, template="plotly_white",
+                      xaxis=dict(title="time (s)"), yaxis=dict(title=curve_label))
+    return fig
+
+
+def frame_grid(frames, heatmaps=None, boxes=None, true_boxes=None, titles=None, columns: int = 4,
+               opacity: float = 0.5) -> go.Figure:
+    """Frames side by side (uint8 ``[T,3,H,W]`` or ``[T,H,W,3]``), each optionally overlaid with a
+    heatmap (``[T,h,w]`` on any grid, e.g. :class:`workbench.explain.Explanation` maps), a
+    predicted box (orange) and a true box (green), ``[x1,y1,x2,y2]`` pixels or None per frame."""
+    import numpy as np
+    from plotly.subplots import make_subplots
+
+    pixels = np.asarray(frames.numpy() if hasattr(frames, "numpy") else frames)
+    if pixels.ndim != 4:
+        raise ValueError(f"frames must be [T,3,H,W] or [T,H,W,3], got shape {pixels.shape}")
+    if pixels.shape[1] == 3 and pixels.shape[-1] != 3:
+        pixels = pixels.transpose(0, 2, 3, 1)
+    count, height, width = pixels.shape[:3]
+    rows = -(-count // columns)
+    fig = make_subplots(rows=rows, cols=min(columns, count), subplot_titles=list(titles) if titles else None,
+                        horizontal_spacing=0.02, vertical_spacing=0.08)
+    maps = None if heatmaps is None else np.asarray(heatmaps.numpy() if hasattr(heatmaps, "numpy") else heatmaps)
+    for i in range(count):
+        row, col = i // columns + 1, i % columns + 1
+        fig.add_trace(go.Image(z=pixels[i]), row=row, col=col)
+        if maps is not None:
+            h, w = maps[i].shape
+            fig.add_trace(go.Heatmap(z=maps[i], x=(np.arange(w) + 0.5) * width / w, y=(np.arange(h) + 0.5) * height / h,
+                                     colorscale="Inferno", opacity=opacity, showscale=i == 0,
+                                     zmin=float(maps.min()), zmax=float(maps.max())), row=row, col=col)
+        for given, colour in ((boxes, "#ff7f0e"), (true_boxes, "#2ca02c")):
+            box = given[i] if given is not None and i < len(given) else None
+            if box is not None:
+                fig.add_shape(type="rect", x0=box[0], y0=box[1], x1=box[2], y1=box[3],
+                              line=dict(color=colour, width=2), row=row, col=col)
+        fig.update_xaxes(visible=False, range=[0, width], row=row, col=col)
+        fig.update_yaxes(visible=False, range=[height, 0], scaleanchor=f"x{i + 1 if i else ''}", row=row, col=col)
+    fig.update_layout(template="plotly_white", height=220 * rows + 60, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
