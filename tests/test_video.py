@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from workbench.data.video import (
     CODECS, RESIZE_MODES, SAMPLERS, VideoDataset, VideoError, collate_videos, preprocess_frames,
-    read_video, sample_indices, video_info, write_video,
+    read_video, read_video_span, sample_indices, video_info, write_video,
 )
 
 NUM_FRAMES = 24
@@ -129,6 +129,18 @@ def test_short_video_repeats_frames_to_fill_the_clip(tmp_path):
 def test_stride_sampling_decodes_a_centred_run(videos):
     frames = read_video(videos["mjpeg-odd"], num_frames=4, sampling="stride", stride=3)
     assert frame_ids(frames) == [7, 10, 13, 16]  # a run of 10 centred in 24 frames
+
+
+def test_a_span_reads_the_frames_of_its_seconds(videos):
+    path = videos["h264"]                                     # 24 frames at 8 fps: frame i is at i/8 s
+    frames, indices, fps = read_video_span(path, 1.0, 1.5)
+    assert indices == frame_ids(frames) == [8, 9, 10, 11] and fps == pytest.approx(FPS)
+    frames, indices, _ = read_video_span(path, 1.0, None, num_frames=4)   # uniform inside [1 s, end)
+    assert indices == frame_ids(frames) == [10, 14, 18, 22]
+    whole, indices, _ = read_video_span(path, num_frames=5, size=32)
+    assert torch.equal(whole, read_video(path, 5, size=32)) and indices == sample_indices(NUM_FRAMES, 5)
+    with pytest.raises(ValueError, match="no frame between 4 s and 5 s"):
+        read_video_span(path, 4.0, 5.0)
 
 
 def test_video_info(videos):

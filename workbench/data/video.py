@@ -1,6 +1,7 @@
 """Video files in and out: decode with decord, sample frames, preprocess in batches like open_clip.
 
-Every video the workbench reads goes through :func:`read_video`, so the rules live here once:
+Every video the workbench reads goes through :func:`read_video` (or :func:`read_video_span` for
+a span of it), so the rules live here once:
 
 - **One error type.** Any file that cannot give a clip raises :class:`VideoError`, whose message
   names the file and the reason (missing, empty, truncated, corrupt, not a video, no frames, one
@@ -27,6 +28,7 @@ from __future__ import annotations
 import av  # isort: skip
 import decord  # isort: skip
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -157,14 +159,44 @@ def read_video(path: PathLike, num_frames: int = 8, sampling: str = "uniform",
     than ``max_side`` on a side when no ``size`` is given.
     """
     path = os.fspath(path)
+    reader, out_size = _open_checked(path, size, min_frames, max_side)
+    indices = sample_indices(len(reader), num_frames, sampling, stride=stride, rng=rng)
+    return _decode(reader, path, indices, out_size)  # [T,3,H,W]
+
+
+def read_video_span(path: PathLike, start: float = 0.0, end: float | None = None,
+                    num_frames: int | None = None, size: int | tuple[int, int] | None = None,
+                    *, min_frames: int = 2, max_side: int = MAX_SIDE) -> tuple[torch.Tensor, list[int], float]:
+    """The frames whose time ``index / fps`` lies in ``[start, end)`` seconds (``end`` None: to
+    the end): all of them, or ``num_frames`` picked by uniform sampling inside the span.
+
+    Returns (uint8 ``[T,3,H,W]``, their frame indices in the file, fps): what a player needs
+    to show a span at its own rate, and what grounding needs to keep each frame's time. Over the
+    whole video with ``num_frames``, the frames are exactly :func:`read_video`'s uniform ones.
+    Raises :class:`VideoError` for unreadable files, ``ValueError`` for a span with no frame.
+    """
+    path = os.fspath(path)
+    reader, out_size = _open_checked(path, size, min_frames, max_side)
+    fps, total = float(reader.get_avg_fps()), len(reader)
+    first = max(0, math.ceil(start * fps - 1e-6))
+    stop = total if end is None else min(total, math.ceil(end * fps - 1e-6))
+    if stop <= first:
+        raise ValueError(f"no frame between {start:g} s and {total / fps if end is None else end:g} s: "
+                         f"the video lasts {total / fps:.3f} s at {fps:g} fps")
+    indices = list(range(first, stop))
+    if num_frames is not None:
+        indices = [first + i for i in sample_indices(stop - first, num_frames, "uniform")]
+    return _decode(reader, path, indices, out_size), indices, fps
+
+
+def _open_checked(path: str, size, min_frames: int, max_side: int) -> tuple[decord.VideoReader, tuple[int, int] | None]:
+    """A reader decoding at ``size`` (see :func:`read_video`), after the checks every read makes."""
     out_size = _as_hw(size)
     width, height = _probe(path)
     if out_size is None and max(width, height) > max_side:
         raise VideoError(path, f"resolution {width}x{height} is over the {max_side} px per side "
                                "limit; pass size=(height, width) to resize while decoding")
-    reader = _open_reader(path, out_size, min_frames)
-    indices = sample_indices(len(reader), num_frames, sampling, stride=stride, rng=rng)
-    return _decode(reader, path, indices, out_size)  # [T,3,H,W]
+    return _open_reader(path, out_size, min_frames), out_size
 
 
 def _as_hw(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
