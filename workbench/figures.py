@@ -40,15 +40,23 @@ def similarity_matrix(sim, row_labels: list[str], col_labels: list[str], title: 
 
 
 def grounding_timeline(curve, times, pred_windows=None, gt_windows=None, query: str = "",
-                       curve_label: str = "query similarity") -> go.Figure:
+                       curve_label: str = "query similarity", second_curve=None,
+                       second_label: str = "query activity") -> go.Figure:
     """A query's score over time (one value per sampled frame at ``times`` seconds), with the
-    predicted windows (orange, the first one darkest) and the true ones (green) shaded behind it."""
+    predicted windows (orange, the first one darkest) and the true ones (green) shaded behind it;
+    ``second_curve`` (same times, e.g. the zero-shot query activity) on a right-hand axis."""
     fig = go.Figure(go.Scatter(x=list(times), y=[float(v) for v in curve], mode="lines+markers",
                                name=curve_label, line=dict(color="#1f77b4")))
+    if second_curve is not None:
+        fig.add_trace(go.Scatter(x=list(times), y=[float(v) for v in second_curve], mode="lines",
+                                 name=second_label, yaxis="y2", line=dict(color="#9467bd", dash="dot")))
+        fig.update_layout(yaxis2=dict(title=second_label, overlaying="y", side="right", showgrid=False),
+                          legend=dict(orientation="h", y=-0.25))
     for k, window in enumerate(pred_windows or []):
+        # only the first window is labelled (plotly writes "new text" on an annotation without text)
+        label = dict(annotation_text="predicted", annotation_position="top left") if k == 0 else {}
         fig.add_vrect(x0=window[0], x1=window[1], fillcolor="#ff7f0e", line_width=0,
-                      opacity=0.35 if k == 0 else 0.12, layer="below",
-                      annotation_text="predicted" if k == 0 else None, annotation_position="top left")
+                      opacity=0.35 if k == 0 else 0.12, layer="below", **label)
     for window in gt_windows or []:
         fig.add_vrect(x0=window[0], x1=window[1], fillcolor="#2ca02c", line_width=2, line_color="#2ca02c",
                       opacity=0.2, layer="below", annotation_text="true", annotation_position="bottom left")
@@ -57,11 +65,17 @@ def grounding_timeline(curve, times, pred_windows=None, gt_windows=None, query: 
     return fig
 
 
+# Inferno whose low end is see-through: an overlay that leaves the frame visible where the map is low.
+OVERLAY_COLOURS = [[0.0, "rgba(0,0,4,0)"], [0.15, "rgba(40,11,84,0.25)"], [0.4, "rgba(136,34,106,0.6)"],
+                   [0.7, "rgba(228,90,49,0.85)"], [1.0, "rgba(252,255,164,0.95)"]]
+
+
 def frame_grid(frames, heatmaps=None, boxes=None, true_boxes=None, titles=None, columns: int = 4,
-               opacity: float = 0.5) -> go.Figure:
+               opacity: float = 0.5, colorscale="Inferno") -> go.Figure:
     """Frames side by side (uint8 ``[T,3,H,W]`` or ``[T,H,W,3]``), each optionally overlaid with a
     heatmap (``[T,h,w]`` on any grid, e.g. :class:`workbench.explain.Explanation` maps), a
-    predicted box (orange) and a true box (green), ``[x1,y1,x2,y2]`` pixels or None per frame."""
+    predicted box (orange) and a true box (green), ``[x1,y1,x2,y2]`` pixels or None per frame.
+    ``colorscale=OVERLAY_COLOURS`` (with ``opacity=1``) keeps low-scoring regions transparent."""
     import numpy as np
     from plotly.subplots import make_subplots
 
@@ -81,7 +95,7 @@ def frame_grid(frames, heatmaps=None, boxes=None, true_boxes=None, titles=None, 
         if maps is not None:
             h, w = maps[i].shape
             fig.add_trace(go.Heatmap(z=maps[i], x=(np.arange(w) + 0.5) * width / w, y=(np.arange(h) + 0.5) * height / h,
-                                     colorscale="Inferno", opacity=opacity, showscale=i == 0,
+                                     colorscale=colorscale, opacity=opacity, showscale=i == 0,
                                      zmin=float(maps.min()), zmax=float(maps.max())), row=row, col=col)
         for given, colour in ((boxes, "#ff7f0e"), (true_boxes, "#2ca02c")):
             box = given[i] if given is not None and i < len(given) else None
