@@ -1,8 +1,8 @@
 """What the app's events do, as plain functions of an :class:`~workbench.app.state.AppState`.
 
 No Gradio here: each handler takes plain values (text, a file path, a strategy name) and returns
-plain data (lists of dicts, figures, markdown of our own making), so tests call them directly
-and ``ui.py`` only lays them out. Bad input raises: :class:`~workbench.data.video.VideoError`
+plain data (lists of dicts, frames and maps as tensors, figures, markdown of our own making), so
+tests call them directly and ``ui.py`` only lays them out. Bad input raises: :class:`~workbench.data.video.VideoError`
 for a video that cannot give a clip (the message names the file and the reason),
 ``ValueError`` for anything else; the UI turns both into a message in the page.
 
@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..data.features import content_hash
@@ -53,9 +54,9 @@ def check_upload(path: str | Path, max_mb: float) -> Path:
     return path
 
 
-def load_clip(state: AppState, video: str | Path) -> Clip:
-    """A collection video (by id) or a file (an upload; recognised by content if it is one of the
-    collection's videos). Raises VideoError for files that cannot give a clip."""
+def find_video(state: AppState, video: str | Path) -> tuple[int | None, str, Path]:
+    """``(row, label, path)`` of a collection video (by id) or a file (an upload; recognised by
+    content if it is one of the collection's videos, row None otherwise)."""
     collection = state.collection
     if not video:
         raise ValueError("no video: upload one or pick one from the collection")
@@ -63,13 +64,19 @@ def load_clip(state: AppState, video: str | Path) -> Clip:
         row = collection.find(video)
     except KeyError:
         path = check_upload(video, state.max_upload_mb)
-        rows = {v.key: i for i, v in enumerate(collection.videos)}
-        row = rows.get(content_hash(path))
+        row = {v.key: i for i, v in enumerate(collection.videos)}.get(content_hash(path))
         if row is None:
-            frames = decode_for_model(path, collection.num_frames, state.backbone)
-            return Clip(frames, None, path.name, path)
-    entry = collection.videos[row]
-    return Clip(collection.decode(row), row, entry.video_id, entry.path)
+            return None, path.name, path
+    return row, collection.videos[row].video_id, collection.videos[row].path
+
+
+def load_clip(state: AppState, video: str | Path) -> Clip:
+    """The clip the features saw of a collection video or an upload (see :func:`find_video`).
+    Raises VideoError for files that cannot give a clip."""
+    row, label, path = find_video(state, video)
+    if row is None:
+        return Clip(decode_for_model(path, state.collection.num_frames, state.backbone), None, label, path)
+    return Clip(state.collection.decode(row), row, label, path)
 
 
 def _candidates(text: str | list[str] | None, fallback: list[str]) -> list[str]:
@@ -140,16 +147,24 @@ def lab_captions(state: AppState, row: int | None) -> list[str]:
 
 
 def _shapes_clip_annotation(state: AppState, row: int) -> dict | None:
-    file = state.collection.root / "shapesworld" / "clips.jsonl"
-    if not file.is_file():
-        return None
-    name = state.collection.videos[row].name
-    with open(file) as f:
-        for line in f:
-            entry = json.loads(line)
-            if entry["clip_id"] == name:
-                return entry
-    return None
+    entry = _shapes_truth(state).get(state.collection.videos[row].name)
+    return entry if entry and "clip_id" in entry else None
+
+
+def _shapes_truth(state: AppState) -> dict[str, dict]:
+    """ShapesWorld's full ground truth of the collection (``shapesworld/clips.jsonl`` and
+    ``long_videos.jsonl``, where the folder is a ShapesWorld export), by file stem; read once."""
+
+    def read() -> dict[str, dict]:
+        out = {}
+        for name, key in (("clips.jsonl", "clip_id"), ("long_videos.jsonl", "video_id")):
+            file = state.collection.root / "shapesworld" / name
+            if file.is_file():
+                with open(file) as f:
+                    out.update((entry[key], entry) for entry in map(json.loads, f))
+        return out
+
+    return state.cached("shapes-truth", read)
 
 
 def _shuffled_order(num_frames: int) -> torch.Tensor:
@@ -322,3 +337,265 @@ def answer_question(state: AppState, video: str | Path, question: str, answers: 
     order = sorted(range(len(choices)), key=lambda i: -scores[i])
     return [{"answer": choices[i], "statement": statement(question, choices[i]),
              "score": round(float(scores[i]), 4), "best": i == best} for i in order]
+
+
+# --------------------------------------------------------------------------------------------
+# Grounding and attention: when and where a query happens in one video
+# --------------------------------------------------------------------------------------------
+
+GROUNDING_FRAMES = 32       # frames sampled per video to ground a query (the task's default: 4 x an 8-frame clip)
+MAX_SAMPLED_FRAMES = 128    # more is refused: the relevancy pass keeps every frame's attention in memory
+MAX_SPAN_SECONDS = 120.0    # longest window cut out for playback
+PLAYBACK_MAX_SIDE = 640     # a span of a larger video is scaled down to this many pixels a side
+GRID_FRAMES = 8             # frames shown in a frame grid
+
+
+@dataclass
+class Sampled:
+    """Frames of one video sampled for grounding or explaining, and where in the file they are."""
+
+    frames: torch.Tensor              # uint8 [T,3,S,S] at the model's input size (squashed, as grounding decodes)
+    indices: list[int]                # their frame numbers in the file
+    fps: float
+    duration: float                   # seconds
+    scale: tuple[float, float]        # file pixels -> frame pixels, (x, y)
+
+    @property
+    def times(self) -> list[float]:
+        return [i / self.fps for i in self.indices]
+
+    def boxes(self, tube: dict[int, list[float]]) -> list[list[float] | None]:
+        """A tube (file frame -> [x1,y1,x2,y2] file pixels) at the sampled frames, in frame pixels."""
+        sx, sy = self.scale
+        return [None if (b := tube.get(i)) is None else [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]
+                for i in self.indices]
+
+
+def sample_video(state: AppState, path: str | Path, num_frames: int, start: float = 0.0,
+                 end: float | None = None) -> Sampled:
+    """``num_frames`` frames sampled uniformly in [start, end) seconds (end None: to the end)."""
+    from ..data.video import read_video_span, video_info
+
+    if not 2 <= int(num_frames) <= MAX_SAMPLED_FRAMES:
+        raise ValueError(f"sample between 2 and {MAX_SAMPLED_FRAMES} frames, not {num_frames}")
+    if end is not None and end <= start:
+        raise ValueError(f"the span must end after it starts ({start:g} s to {end:g} s)")
+    info = video_info(path)
+    size = state.backbone.image_size
+    frames, indices, fps = read_video_span(path, start, end, int(num_frames), size=size)
+    return Sampled(frames, indices, fps, info["duration"], (size / info["width"], size / info["height"]))
+
+
+def annotated_moments(state: AppState, video: str | Path | None) -> list[dict]:
+    """What the collection's annotations say happens in ``video``, per query: ``{"query",
+    "windows": [[start, end], ...] seconds, "boxes": {frame: [x1,y1,x2,y2]} in file pixels}``.
+
+    ShapesWorld's own ground truth where the folder is an export (every event of a long video
+    with its tube; a clip's caption over the whole clip, with its box on every frame); else the
+    Charades-STA windows and HC-STVG tubes the folder carries. Empty for uploads."""
+    if not video:
+        return []
+    row, _, _ = find_video(state, video)
+    if row is None:
+        return []
+    entry = _shapes_truth(state).get(state.collection.videos[row].name)
+    if entry and "events" in entry:
+        return [{"query": e["query"], "windows": [[e["start"], e["end"]]],
+                 "boxes": {int(f): b for f, b in e["boxes"].items()}} for e in entry["events"]]
+    if entry:
+        return [{"query": entry["caption"], "windows": [[0.0, entry["num_frames"] / entry["fps"]]],
+                 "boxes": dict(enumerate(entry.get("boxes", [])))}]
+    moments: dict[str, dict] = {}
+    for fmt in ("charades_sta", "hcstvg"):
+        for record in state.collection.annotations_of(row, fmt):
+            moment = moments.setdefault(record.query or "", {"query": record.query, "windows": [], "boxes": {}})
+            moment["windows"] += [list(w) for w in record.windows if list(w) not in moment["windows"]]
+            moment["boxes"].update(record.tube)
+    return [m for m in moments.values() if m["query"]]
+
+
+def _moment(state: AppState, video, query: str) -> dict | None:
+    """The annotated moment of ``video`` whose query is ``query`` (case and spaces aside)."""
+    wanted = " ".join(query.split()).casefold()
+    return next((m for m in annotated_moments(state, video) if " ".join(m["query"].split()).casefold() == wanted),
+                None)
+
+
+def ground(state: AppState, video: str | Path, query: str, strategy: str,
+           num_frames: int = GROUNDING_FRAMES) -> dict:
+    """Zero-shot spatio-temporal grounding of ``query`` in one video
+    (:class:`workbench.tasks.st_grounding.STGrounding`): the strategy's query similarity over time
+    and the query's activity give ranked windows; the query's relevancy map gives a box on each
+    frame of the top window.
+
+    Returns ``times`` (seconds of the sampled frames), the ``similarity`` and ``activity`` curves,
+    ``windows`` (``{rank, start, end, score, iou}``, iou against the true window where the query
+    is annotated, else None), ``true_windows``, ``span`` (sampled frames [start, end) of the top
+    window), per sampled frame the predicted ``boxes`` (inside the span) and ``true_boxes``,
+    ``box_iou`` (mean over frames with both, or None), and the ``frames`` and relevancy ``maps``
+    ``[T,rows,cols]`` for :func:`frames_figure`.
+    """
+    from .. import metrics
+    from ..tasks.base import Split, VideoSet
+    from ..tasks.st_grounding import STGrounding
+    from ..tasks.temporal_grounding import GroundingConfig, GroundingItem
+
+    query = _check_query(query)
+    _, label, path = find_video(state, video)
+    sampled = sample_video(state, path, num_frames)
+    truth = _moment(state, video, query)
+    true_boxes = sampled.boxes(truth["boxes"]) if truth else [None] * len(sampled.indices)
+    true_windows = [list(w) for w in truth["windows"]] if truth else []
+    backbone = state.backbone
+    with torch.no_grad():
+        pixels = backbone.preprocess(sampled.frames[None].to(backbone.device)).to(backbone.dtype)
+        features = backbone.encode_frames(pixels).float().cpu()                     # [1,T,D]
+    videos = VideoSet([label], sampled.frames[None], [sampled.times], [sampled.duration], features=features)
+    item = GroundingItem(0, label, query, [tuple(w) for w in true_windows],
+                         tube={i: tuple(b) for i, b in enumerate(true_boxes) if b is not None})
+    task = STGrounding(GroundingConfig(frames_per_video=len(sampled.indices)))
+    task.num_frames = state.collection.num_frames    # the clip length the strategy embeds at once
+    split = Split(videos, [item])
+    model = state.model(strategy)
+    predicted = task.predict(model, split)
+    tube = predicted["tubes"][0]
+    windows = []
+    for rank, (start, end, score) in enumerate(predicted["temporal"]["rows"][0]["pred_relevant_windows"], 1):
+        iou = float(metrics.temporal_iou([[start, end]], true_windows).max()) if true_windows else None
+        windows.append({"rank": rank, "start": start, "end": end, "score": score, "iou": iou})
+    boxes = [tube["boxes"].get(i) for i in range(len(sampled.indices))]
+    both = [(b, t) for b, t in zip(boxes, true_boxes) if b is not None and t is not None]
+    return {"video": label, "query": query, "times": sampled.times, "duration": sampled.duration,
+            "similarity": task.curves(model, split)[0][0].tolist(),
+            "activity": task.activities(model, split)[0].tolist(),
+            "windows": windows, "true_windows": true_windows, "span": [tube["start_frame"], tube["end_frame"]],
+            "boxes": boxes, "true_boxes": true_boxes,
+            "box_iou": float(np.mean([metrics.box_iou(b, t) for b, t in both])) if both else None,
+            "frames": sampled.frames, "maps": task.relevancy_maps(model, split)[0]}
+
+
+def cut_window(state: AppState, video: str | Path, start: float, end: float) -> Path:
+    """The video's frames in [start, end) seconds as an H.264 MP4 at the video's own frame rate,
+    written once under ``state.output_dir``: what the page plays when a window is chosen."""
+    from ..data.video import read_video_span, video_info, write_video
+
+    row, _, path = find_video(state, video)
+    start, end = float(start), float(end)
+    if not 0 <= start < end:
+        raise ValueError(f"a window runs from a start >= 0 to a later end, not {start:g} s to {end:g} s")
+    if end - start > MAX_SPAN_SECONDS:
+        raise ValueError(f"the window is {end - start:.0f} s long; at most {MAX_SPAN_SECONDS:.0f} s are played")
+    key = state.collection.videos[row].key if row is not None else content_hash(path)
+    out = Path(state.output_dir) / f"{key[:20]}-{start:.3f}-{end:.3f}.mp4"
+    if not out.is_file():
+        info = video_info(path)
+        shrink = min(1.0, PLAYBACK_MAX_SIDE / max(info["width"], info["height"]))
+        size = None if shrink == 1 else (round(info["height"] * shrink), round(info["width"] * shrink))
+        frames, _, fps = read_video_span(path, start, end, size=size)
+        write_video(out, frames.permute(0, 2, 3, 1), fps)                      # [T,3,H,W] -> [T,H,W,3]
+    return out
+
+
+def attention_layout(state: AppState) -> dict | None:
+    """``{"blocks", "heads", "grid"}`` of the image tower (what the layer and head pickers offer),
+    or None for a model whose attention cannot be tapped."""
+    from ..backbones.taps import TapError, vision_tower
+
+    try:
+        visual = vision_tower(state.backbone)
+    except TapError:
+        return None
+    blocks = visual.transformer.resblocks
+    return {"blocks": len(blocks), "heads": blocks[0].attn.num_heads, "grid": tuple(visual.grid_size)}
+
+
+def attention_maps(state: AppState, video: str | Path, query: str | None, strategy: str,
+                   method: str = "relevancy", layer: int | None = None, head: int | None = None,
+                   num_frames: int | None = None, start: float = 0.0, end: float | None = None) -> dict:
+    """Where the strategy looks on each of ``num_frames`` frames sampled in [start, end) seconds
+    (:func:`workbench.explain.explain`: one block's raw attention, attention rollout, or the
+    query's gradient relevancy; ``layer`` and ``head`` as there, None for their defaults).
+
+    Returns ``frames``, ``maps`` ``[T,rows,cols]`` scaled to [0, 1] over the whole clip (so the
+    strength between frames shows), ``times``, the resolved ``layer`` and ``head``, the
+    strategy's ``score`` for the query (relevancy), and where the query is annotated the
+    ``true_boxes`` and per frame ``inside`` (share of the map in the true box) beside ``area``
+    (the box's share of the frame): ``inside`` > ``area`` means it looks at the named thing.
+    """
+    from ..backbones.taps import TapError
+    from ..explain import explain, mass_inside
+
+    query = _check_query(query) if (query or "").strip() or method == "relevancy" else None
+    _, label, path = find_video(state, video)
+    sampled = sample_video(state, path, num_frames or state.collection.num_frames, start, end)
+    try:
+        explanation = explain(state.model(strategy), sampled.frames, query, method,
+                              None if layer is None else int(layer), None if head is None else int(head))
+    except TapError as error:
+        raise ValueError(f"{state.backbone.name}: its attention cannot be shown ({error})") from None
+    truth = _moment(state, video, query) if query else None
+    true_boxes = sampled.boxes(truth["boxes"]) if truth else [None] * len(sampled.indices)
+    size = sampled.frames.shape[-1]
+    inside, area = [], []
+    for m, box in zip(explanation.maps, true_boxes):
+        known = box is not None
+        inside.append(float(mass_inside(m[None], [box], size)[0]) if known else None)
+        area.append(float((box[2] - box[0]) * (box[3] - box[1]) / size ** 2) if known else None)
+    return {"video": label, "query": query, "method": explanation.method, "layer": explanation.layer,
+            "head": explanation.head, "score": explanation.score, "times": sampled.times,
+            "frames": sampled.frames, "maps": explanation.normalized(), "true_boxes": true_boxes,
+            "inside": inside, "area": area}
+
+
+def frames_figure(result: dict, picks: list[int] | None = None, boxes: list | None = None, title: str = ""):
+    """A frame grid (:func:`workbench.figures.frame_grid`) of a grounding or attention result:
+    the ``picks`` frames (default: up to GRID_FRAMES spread evenly) with their maps, predicted
+    boxes (orange) and true boxes (green); each titled with its time."""
+    from ..figures import OVERLAY_COLOURS, frame_grid
+
+    picks = picks if picks is not None else _spread(list(range(len(result["times"]))))
+    select = lambda values: None if values is None else [values[i] for i in picks]  # noqa: E731
+    figure = frame_grid(result["frames"][picks], result["maps"][picks], select(boxes), select(result["true_boxes"]),
+                        titles=[f"{result['times'][i]:.2f} s" for i in picks], opacity=1.0,
+                        colorscale=OVERLAY_COLOURS)
+    figure.update_layout(title=title)
+    return figure
+
+
+def grounding_figures(result: dict):
+    """The timeline (query similarity and activity over time, predicted and true windows) and the
+    frame grid of the top window and the true one (relevancy, predicted and true boxes)."""
+    from ..figures import grounding_timeline
+
+    windows = [[w["start"], w["end"]] for w in result["windows"]]
+    timeline = grounding_timeline(result["similarity"], result["times"], windows, result["true_windows"],
+                                  plain_label(result["query"]), second_curve=result["activity"])
+    timeline.update_layout(height=340, margin=dict(l=10, r=10, t=50, b=10))
+    start, end = result["span"]
+    shown = set(range(start, end))
+    for s, e in result["true_windows"]:
+        shown |= {i for i, t in enumerate(result["times"]) if s <= t < e}
+    grid = frames_figure(result, _spread(sorted(shown)), result["boxes"], "frames of the top window and the true "
+                         "one: relevancy, predicted box (orange), true box (green)")
+    return timeline, grid
+
+
+def _spread(items: list, count: int = GRID_FRAMES) -> list:
+    """At most ``count`` of ``items``, evenly spread, first and last included."""
+    return [items[i] for i in np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int)]
+
+
+def grounding_example(state: AppState) -> str | None:
+    """The collection video with the most annotated moments (a ShapesWorld long video in the
+    demo): what the Grounding and Attention tabs open on."""
+    collection = state.collection
+    truth = _shapes_truth(state)
+    counts = {v.video_id: len(truth.get(v.name, {}).get("events", [])) for v in collection.videos}
+    by_path = {v.path: v.video_id for v in collection.videos}
+    for fmt in ("charades_sta", "hcstvg"):
+        for record in collection.records.get(fmt, []):
+            video = by_path.get(Path(record.path).resolve())
+            if video is not None:
+                counts[video] += 1
+    best = max(counts, key=counts.get, default=None)
+    return best if best is not None and counts[best] > 0 else None
