@@ -1,8 +1,10 @@
-"""The running app through gradio_client: every event by its api_name, 8 clients at once, bad
-uploads answered with a message (and the server keeps serving), only allowed files served."""
+"""The running app through gradio_client: every event by its api_name (grounding, window playback
+and attention included), 8 clients at once, bad uploads and bad input answered with a message (and
+the server keeps serving), only allowed files served."""
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
@@ -107,3 +109,44 @@ def test_serves_only_its_collection_and_uploads(app):
 
     for other in (REPO_ROOT / "pyproject.toml", "/etc/passwd", state.collection.root.parent / "elsewhere.txt"):
         assert _status(base + str(other)) == 403, other
+
+
+def test_grounding_and_attention_by_api_name(client, app):
+    state = app[1]
+    video = next(v.video_id for v in state.collection.videos if v.name.startswith("long_"))
+    asked = client.predict(video, None, api_name="/annotated_moments")
+    query = asked["value"]
+    assert query and [query, query] in asked["choices"]
+    timeline, table, windows, grid, note = client.predict(video, None, query, "mean-pool", 32, api_name="/ground")
+    rows = table["data"]
+    assert rows and rows[0][0] == 1 and rows[0][3] >= rows[-1][3] and "IoU with the true one" in note
+    assert timeline["type"] == "plotly" and grid["type"] == "plotly"
+    choices = [value for _, value in windows["choices"]]
+    assert windows["value"] == choices[0] and any(label.startswith("true") for label, _ in windows["choices"])
+    played = client.predict(video, None, *map(float, choices[-1].split(",")), api_name="/play_window")  # the true one
+    assert Path(played["video"] if isinstance(played, dict) else played).is_file()
+    played = client.predict(video, None, 0.5, 1.25, api_name="/play_window")    # any span, typed
+    assert Path(played["video"] if isinstance(played, dict) else played).name.endswith("-0.500-1.250.mp4")
+    grid, table, note = client.predict(video, None, query, "mean-pool", "relevancy", 0, "mean", 8, 0, None,
+                                       api_name="/attention")
+    assert len(table["data"]) == 8 and grid["type"] == "plotly"
+    grid, table, note = client.predict(video, None, "", "mean-pool", "attention", 5, "1", 4, 0, None,
+                                       api_name="/attention")
+    assert len(table["data"]) == 4 and "No true box" in note
+
+
+def test_bad_grounding_input_gets_a_message_and_the_server_keeps_serving(client, app):
+    video = app[1].collection.videos[0].video_id
+    with pytest.raises(Exception, match="type a query"):
+        client.predict(video, None, "  ", "mean-pool", 32, api_name="/ground")
+    with pytest.raises(Exception, match="type a query"):
+        client.predict(video, None, "", "mean-pool", "relevancy", 0, "mean", 8, 0, None, api_name="/attention")
+    with pytest.raises(Exception, match="end after it starts"):
+        client.predict(video, None, "", "mean-pool", "rollout", 0, "mean", 8, 2, 1, api_name="/attention")
+    with pytest.raises(Exception, match="later end"):
+        client.predict(video, None, 2.0, 1.0, api_name="/play_window")
+    with pytest.raises(Exception, match="greater than maximum"):   # the layer slider's own check
+        client.predict(video, None, "a red circle", "mean-pool", "attention", 99, "mean", 8, 0, None,
+                       api_name="/attention")
+    _, table, _ = client.predict("a red circle", "mean-pool", 2, api_name="/text_to_video")
+    assert len(table["data"]) == 2

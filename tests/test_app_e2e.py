@@ -1,5 +1,6 @@
 """The page in headless Chromium (Debian's `chromium`, installed by .ci/run): every tab renders,
-a text query fills the gallery, and a query carrying markup is shown as text, never run."""
+a text query fills the gallery, a query carrying markup is shown as text, never run, and a
+grounded query draws its plots and plays the top window."""
 import os
 
 import pytest
@@ -15,8 +16,8 @@ pytestmark = pytest.mark.e2e
 if find_chromium() is None and os.environ.get("WORKBENCH_REQUIRE_BROWSER") != "1":
     pytest.skip("chromium not installed (apt-get install -y chromium; .ci/run does)", allow_module_level=True)
 
-TABS = {"Retrieval": "Text → videos", "Video QA": "Score the answers", "Strategy lab": "Run every strategy",
-        "Model": "Which ILFM is loaded"}
+TABS = {"Retrieval": "Text → videos", "Video QA": "Score the answers", "Grounding": "Ground the query",
+        "Attention": "Show the maps", "Strategy lab": "Run every strategy", "Model": "Which ILFM is loaded"}
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +46,19 @@ def test_every_tab_renders_and_a_query_returns_results(url):
         page.wait_for("document.querySelector('#hits').innerText.includes('videos/')", timeout=30)
         assert page.evaluate("window.__ran === undefined")
         assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
+
+
+def test_grounding_draws_and_plays_the_top_window(url):
+    with Chromium() as page:
+        page.goto(url)
+        page.open_tab("Grounding")
+        # the annotated queries of the opening (long) video fill the query box on load
+        page.wait_for("(document.querySelector('#g-query textarea, #g-query input') || {}).value", timeout=90)
+        page.click("g-run")
+        page.wait_for("document.querySelector('#g-note').innerText.includes('IoU')", timeout=60)
+        page.wait_for("document.querySelectorAll('#g-plot .main-svg, #g-grid .main-svg').length >= 2", timeout=30)
+        assert page.wait_for("(document.querySelector('#g-span video') || {}).src", timeout=30).endswith(".mp4")
+        page.open_tab("Attention")
+        page.wait_for("(document.querySelector('#a-query textarea, #a-query input') || {}).value", timeout=30)
+        page.click("a-run")
+        page.wait_for("document.querySelector('#a-note').innerText.includes('inside the true box')", timeout=60)

@@ -112,9 +112,13 @@ class Chromium:
         pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
         page = next(p for p in pages if p.get("type") == "page")
         self.ws = _WebSocket(page["webSocketDebuggerUrl"])
-        self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height,
-                  deviceScaleFactor=1, mobile=False)
+        self.resize(self.width, self.height)
         return self
+
+    def resize(self, width: int, height: int) -> None:
+        """The viewport's size in CSS pixels (a taller one screenshots a long tab whole)."""
+        self.width, self.height = width, height
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
     def __exit__(self, *exc) -> None:
         try:
@@ -195,8 +199,10 @@ class Chromium:
 
 
 def screenshots(url: str, out: str | Path, width: int = 1200, height: int = 860) -> list[Path]:
-    """One small PNG per tab of the running app at ``url`` (after a query, an answer, a lab run):
-    what the README shows. Colours are reduced to a 256-colour palette to keep files small."""
+    """One small PNG per tab of the running app at ``url`` (after a query, an answer, a grounded
+    query, relevancy maps, a lab run): what the README shows. The Grounding and Attention tabs
+    are shot whole (a taller viewport). Colours are reduced to a 256-colour palette to keep files
+    small."""
     from PIL import Image
 
     out, shots = Path(out), []
@@ -222,6 +228,24 @@ def screenshots(url: str, out: str | Path, width: int = 1200, height: int = 860)
         page.wait_for("document.querySelector('#qa-table').innerText.includes('the red shape')", timeout=120)
         time.sleep(1)
         shoot(page, "video_qa")
+        page.open_tab("Grounding")
+        page.wait_for("document.querySelector('#g-query textarea, #g-query input').value.length > 0", timeout=60)
+        page.type_into("g-query", "the white square gets smaller")
+        page.click("g-run")
+        page.wait_for("document.querySelector('#g-note').innerText.includes('IoU')", timeout=120)
+        page.wait_for("document.querySelector('#g-span video') !== null", timeout=60)
+        page.resize(width, 1680)
+        time.sleep(3)
+        shoot(page, "grounding")
+        page.resize(width, height)
+        page.open_tab("Attention")
+        page.wait_for("document.querySelector('#a-query textarea, #a-query input').value.length > 0", timeout=60)
+        page.click("a-run")
+        page.wait_for("document.querySelector('#a-note').innerText.includes('%')", timeout=120)
+        page.resize(width, 1460)
+        time.sleep(3)
+        shoot(page, "attention")
+        page.resize(width, height)
         page.open_tab("Strategy lab")
         page.click("lab-run")
         page.wait_for("document.querySelector('#lab-table').innerText.includes('prompt-visual')", timeout=600)

@@ -18,9 +18,11 @@ import html
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import torch
 
 from ..data.video import VideoError
+from ..explain import METHODS
 from . import handlers
 from .state import AppState
 
@@ -123,6 +125,74 @@ def _qa_fill(state: AppState, video: str, question: str):
     return gr.update(), gr.update(), ""
 
 
+def _moments(state: AppState, picked: str, upload: str | None):
+    """The annotated queries of the chosen video, as choices of the "annotated" dropdown."""
+    queries = [m["query"] for m in handlers.annotated_moments(state, upload or picked)]
+    return gr.update(choices=queries, value=queries[0] if queries else None)
+
+
+def _ground(state: AppState, picked: str, upload: str | None, query: str, strategy: str, frames: float):
+    result = handlers.ground(state, upload or picked, query, strategy, int(frames))
+    timeline, grid = handlers.grounding_figures(result)
+    table = [[w["rank"], w["start"], w["end"], w["score"], "" if w["iou"] is None else round(w["iou"], 3)]
+             for w in result["windows"]]
+    choices = [(f"#{w['rank']}  {w['start']:.2f}-{w['end']:.2f} s", f"{w['start']},{w['end']}")
+               for w in result["windows"]]
+    choices += [(f"true  {s:.2f}-{e:.2f} s", f"{s},{e}") for s, e in result["true_windows"]]
+    if result["true_windows"]:
+        top = result["windows"][0]["iou"] if result["windows"] else 0.0
+        box = "no frame with both boxes" if result["box_iou"] is None else f"mean box IoU {result['box_iou']:.2f}"
+        note = (f"Annotated query: top window IoU with the true one **{top:.2f}**; {box} "
+                f"(frames of the top window that have a true box).")
+    else:
+        note = "This query is not annotated for this video: no true window to compare with."
+    return (timeline, {"headers": ["rank", "start (s)", "end (s)", "score", "IoU with true"], "data": table},
+            gr.update(choices=choices, value=choices[0][1] if choices else None), grid, note)
+
+
+def _window_bounds(window: str | None):
+    """A window chosen in the list ("start,end" seconds) -> the span's from / to fields."""
+    return tuple(float(v) for v in window.split(",")) if window else (None, None)
+
+
+def _play_window(state: AppState, picked: str, upload: str | None, start: float | None, end: float | None):
+    """The span [start, end) seconds cut out for the player (nothing while a bound is empty)."""
+    if start is None or end is None:
+        return None
+    return str(handlers.cut_window(state, upload or picked, start, end))
+
+
+def _default_layer(state: AppState, method: str):
+    """Each method's own default block: the last for attention and rollout, the first for relevancy."""
+    layout = handlers.attention_layout(state)
+    return gr.update(value=0 if method == "relevancy" or layout is None else layout["blocks"] - 1)
+
+
+def _fill_attention(state: AppState, picked: str, upload: str | None, query: str | None):
+    """An annotated query fills the query and the span (its true window)."""
+    moment = next((m for m in handlers.annotated_moments(state, upload or picked) if m["query"] == query), None)
+    if moment is None or not moment["windows"]:
+        return gr.update(), gr.update(), gr.update()
+    start, end = moment["windows"][0]
+    return moment["query"], start, end
+
+
+def _attention(state: AppState, picked: str, upload: str | None, query: str, strategy: str, method: str,
+               layer: float, head: str, frames: float, start: float | None, end: float | None):
+    head_index = None if head in (None, "", "mean") else int(head)
+    result = handlers.attention_maps(state, upload or picked, query, strategy, method, int(layer), head_index,
+                                     int(frames), float(start or 0), float(end) if end else None)
+    heads = "mean over heads" if result["head"] is None else f"head {result['head']}"
+    grid = handlers.frames_figure(result, title=f"{result['method']}, block {result['layer']}, {heads}")
+    table = [[i, round(t, 3), "" if m is None else round(100 * m, 1), "" if a is None else round(100 * a, 1)]
+             for i, (t, m, a) in enumerate(zip(result["times"], result["inside"], result["area"]))]
+    known = [(m, a) for m, a in zip(result["inside"], result["area"]) if m is not None]
+    note = (f"Share of the map inside the true box: **{100 * np.mean([m for m, _ in known]):.0f} %**, where the "
+            f"box covers {100 * np.mean([a for _, a in known]):.0f} % of the frame ({len(known)} frames)."
+            if known else "No true box for this query on these frames (type or pick an annotated query).")
+    return grid, {"headers": ["frame", "time (s)", "map inside true box %", "box area %"], "data": table}, note
+
+
 def _bench(state: AppState, which: str | None):
     results = handlers.bench_results(state.runs_dir)
     if not results:
@@ -155,6 +225,9 @@ def build_app(state: AppState) -> gr.Blocks:
     videos = _video_choices(state)
     first_video = videos[0] if videos else None
     strategies = state.strategies
+    example_video = handlers.grounding_example(state) or first_video
+    layout = handlers.attention_layout(state)
+    blocks, heads = (layout["blocks"], layout["heads"]) if layout else (1, 1)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(_intro(state))
@@ -214,6 +287,64 @@ def build_app(state: AppState) -> gr.Blocks:
                 qa_table = gr.Dataframe(headers=["answer", "statement scored", "score"],
                                         datatype=["str", "str", "number"], interactive=False, elem_id="qa-table")
 
+            # ---------------- Grounding ----------------
+            with gr.Tab("Grounding", id="grounding"):
+                gr.Markdown("When and where a query happens in one video, zero-shot "
+                            "(`workbench.tasks.st_grounding`): the query's similarity to the strategy's "
+                            "sliding window and its activity over time give ranked windows; the query's "
+                            "relevancy gives a box on each frame. Choose a window to play that span.")
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        g_pick = gr.Dropdown(videos, value=example_video, label="video")
+                        g_upload = gr.Video(label="... or upload one", sources=["upload"], height=150)
+                        g_asked = gr.Dropdown([], label="queries annotated for this video (fills the query)")
+                        g_query = gr.Textbox(label="query", placeholder="the red circle moves to the left",
+                                             elem_id="g-query")
+                        with gr.Row():
+                            g_strategy = gr.Dropdown(strategies, value=state.default_strategy, label="strategy")
+                            g_frames = gr.Slider(8, 96, value=handlers.GROUNDING_FRAMES, step=4,
+                                                 label="frames sampled")
+                        g_run = gr.Button("Ground the query", variant="primary", elem_id="g-run")
+                    with gr.Column(scale=3):
+                        g_plot = gr.Plot(label="query over time", elem_id="g-plot")
+                        g_windows = gr.Radio([], label="windows (choose one to play it)", elem_id="g-windows")
+                        with gr.Row():
+                            g_start = gr.Number(None, label="from (s)", minimum=0, elem_id="g-start")
+                            g_end = gr.Number(None, label="to (s)", minimum=0, elem_id="g-end")
+                            g_play = gr.Button("Play this span", elem_id="g-play")
+                        g_span = gr.Video(label="the chosen window", interactive=False, autoplay=True, loop=True,
+                                          height=260, elem_id="g-span")
+                g_note = gr.Markdown(elem_id="g-note")
+                g_grid = gr.Plot(label="where: relevancy and boxes per frame", elem_id="g-grid")
+                g_table = gr.Dataframe(headers=["rank", "start (s)", "end (s)", "score", "IoU with true"],
+                                       interactive=False, elem_id="g-table")
+
+            # ---------------- Attention ----------------
+            with gr.Tab("Attention", id="attention"):
+                gr.Markdown("Where the image tower looks on each frame (`workbench.explain`): one block's raw "
+                            "attention of the CLS token, attention rollout up to a block, or the query's "
+                            "gradient relevancy from a block on (Chefer et al. 2021), for one head or their "
+                            "mean." + ("" if layout else "\n\n**This model's attention cannot be tapped.**"))
+                with gr.Row():
+                    a_pick = gr.Dropdown(videos, value=example_video, label="video")
+                    a_upload = gr.Video(label="... or upload one", sources=["upload"], height=150)
+                    a_asked = gr.Dropdown([], label="annotated queries (fill the query and the span)")
+                with gr.Row():
+                    a_query = gr.Textbox(label="query (relevancy explains its score)", scale=3, elem_id="a-query")
+                    a_strategy = gr.Dropdown(strategies, value=state.default_strategy, label="strategy", scale=1)
+                with gr.Row():
+                    a_method = gr.Radio(list(METHODS), value="relevancy", label="method")
+                    a_layer = gr.Slider(0, max(0, blocks - 1), value=0, step=1, label="layer (block)")
+                    a_head = gr.Dropdown(["mean"] + [str(h) for h in range(heads)], value="mean", label="head")
+                with gr.Row():
+                    a_frames = gr.Slider(2, 16, value=state.collection.num_frames, step=1, label="frames")
+                    a_start = gr.Number(0, label="from (s)", minimum=0)
+                    a_end = gr.Number(None, label="to (s; empty: the end)", minimum=0)
+                    a_run = gr.Button("Show the maps", variant="primary", elem_id="a-run")
+                a_note = gr.Markdown(elem_id="a-note")
+                a_grid = gr.Plot(label="maps over time", elem_id="a-grid")
+                a_table = gr.Dataframe(interactive=False, elem_id="a-table")
+
             # ---------------- Strategy lab ----------------
             with gr.Tab("Strategy lab", id="lab"):
                 gr.Markdown("One clip, every strategy: its scores for candidate captions, what it trains, "
@@ -264,6 +395,24 @@ def build_app(state: AppState) -> gr.Blocks:
         qa_asked.change(bind(_qa_fill), [qa_pick, qa_asked], [qa_question, qa_answers, qa_truth], api_name="qa_fill")
         qa_run.click(bind(_qa), [qa_pick, qa_upload, qa_question, qa_answers, strategy], [qa_plot, qa_table],
                      api_name="answer_question")
+        for pick_video, upload_video, asked in ((g_pick, g_upload, g_asked), (a_pick, a_upload, a_asked)):
+            for trigger in (pick_video.change, upload_video.change):
+                trigger(bind(_moments), [pick_video, upload_video], asked,
+                        api_name="annotated_moments" if asked is g_asked and trigger == pick_video.change else False)
+            demo.load(bind(_moments), [pick_video, upload_video], asked, api_name=False)
+        g_asked.change(lambda text: text or gr.update(), g_asked, g_query, api_name=False)
+        for trigger in (g_run.click, g_query.submit):
+            trigger(bind(_ground), [g_pick, g_upload, g_query, g_strategy, g_frames],
+                    [g_plot, g_table, g_windows, g_grid, g_note],
+                    api_name="ground" if trigger == g_run.click else False)
+        # choosing a window fills the span fields, which the player cuts: typed bounds play the same way
+        g_windows.change(_window_bounds, g_windows, [g_start, g_end], api_name=False).then(
+            bind(_play_window), [g_pick, g_upload, g_start, g_end], g_span, api_name="play_window")
+        g_play.click(bind(_play_window), [g_pick, g_upload, g_start, g_end], g_span, api_name=False)
+        a_asked.change(bind(_fill_attention), [a_pick, a_upload, a_asked], [a_query, a_start, a_end], api_name=False)
+        a_method.change(bind(_default_layer), a_method, a_layer, api_name=False)
+        a_run.click(bind(_attention), [a_pick, a_upload, a_query, a_strategy, a_method, a_layer, a_head, a_frames,
+                                       a_start, a_end], [a_grid, a_table, a_note], api_name="attention")
         bench_pick.change(bind(_bench), bench_pick, [bench_table, bench_plot, bench_note], api_name="bench")
         probe_run.click(bind(_probes), per_attribute, probes_plot, api_name="run_probes")
         demo.load(bind(_bench), bench_pick, [bench_table, bench_plot, bench_note], api_name=False)
