@@ -21,7 +21,9 @@ HERE = Path(__file__).parent
 CFG = ExtractConfig(num_frames=4, batch_size=3, num_workers=0, progress=False)
 # Looks the tiny CLIP tells apart, each as a clip and its time-reversed twin (make_clips order),
 # plus a green cross as a distractor for the green star.
-LOOKS = {"a white star": (0, 1), "a green star": (2, 3), "an orange cross": (10, 11)}
+# Query -> the clip it describes and that clip's time-reversed twin (same mean-pooled features).
+LOOKS = {"a white star travels leftward": (0, 1), "a green star goes up": (2, 3),
+         "an orange cross comes into view": (10, 11)}
 DISTRACTORS = (4, 5)
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -105,3 +106,19 @@ def test_two_cpu_processes_train_in_sync(tmp_path):
     assert results[0]["world_size"] == 2
     assert results[0]["checksum"] == pytest.approx(results[1]["checksum"], rel=1e-6)
     assert results[0]["last_loss"] < results[0]["first_loss"]
+
+
+def test_twin_term_is_ln2_for_a_tie_and_rewards_the_own_caption():
+    from workbench.train import twin_loss, twin_pairs
+
+    text = F.normalize(torch.eye(4)[:2], dim=-1)              # captions "grows", "shrinks"
+    texts, captions = ["grows", "shrinks"], ["grows", "shrinks"]
+    data = RetrievalData(torch.zeros(2, 1, 3, 2, 2, dtype=torch.uint8), captions, [1, 0])
+    pairs = twin_pairs(data, [0, 1])
+    assert pairs == [(0, 1)]
+    tie = F.normalize(torch.ones(2, 4), dim=-1)               # an order-blind model: twins embed alike
+    assert torch.isclose(twin_loss(tie, text, texts, captions, pairs, scale=10.0), torch.tensor(float(np.log(2))), atol=1e-5)
+    told_apart = twin_loss(text.clone(), text, texts, captions, pairs, scale=10.0)
+    swapped = twin_loss(text[[1, 0]], text, texts, captions, pairs, scale=10.0)
+    assert told_apart < 1e-3 < np.log(2) < swapped
+    assert twin_pairs(data, [0]) == []                        # a twin outside the batch is no pair

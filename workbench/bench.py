@@ -22,7 +22,7 @@ from .tasks.retrieval import evaluate_splits, shapes_retrieval_data
 from .train import RetrievalData, TrainConfig, train_retrieval
 
 SPLITS = ("appearance", "motion", "order")
-COLUMNS = ("strategy", "family", "leaf", "temporal", "hard_negatives",
+COLUMNS = ("strategy", "family", "leaf", "temporal", "hard_negatives", "text_head",
            "appearance_R1", "motion_R1", "order_R1", "appearance_acc", "motion_acc", "twin_acc",
            "trainable_params", "total_params", "gflops_per_clip", "train_s")
 
@@ -51,9 +51,10 @@ def train_config(profile: Profile, model, hard_negatives: bool, seed: int) -> Tr
 
 
 def bench_strategy(name: str, backbone, prepared: dict, profile: Profile, hard_negatives: bool = True,
-                   seed: int = 0, progress: bool = False) -> dict:
+                   seed: int = 0, progress: bool = False, text_head: bool | None = None) -> dict:
+    """One row. ``text_head``: add the text-side head (None: the strategy's default, off)."""
     seed_everything(seed)
-    model = create_strategy(name, backbone)
+    model = create_strategy(name, backbone, text_head=text_head)
     started = time.perf_counter()
     train_retrieval(model, prepared["train"], train_config(profile, model, hard_negatives, seed),
                     progress=progress)
@@ -61,7 +62,7 @@ def bench_strategy(name: str, backbone, prepared: dict, profile: Profile, hard_n
     scores = evaluate_splits(model, prepared["splits"])
     counts = model.parameter_counts()
     return {"strategy": name, "family": model.family, "leaf": model.leaf, "temporal": model.temporal,
-            "hard_negatives": hard_negatives,
+            "hard_negatives": hard_negatives, "text_head": model.text_head is not None,
             **{f"{s}_R1": round(scores[s]["t2v_R1"], 1) for s in SPLITS},
             "appearance_acc": round(scores["appearance"]["mc_accuracy"], 1),
             "motion_acc": round(scores["motion"]["mc_accuracy"], 1),
@@ -72,7 +73,8 @@ def bench_strategy(name: str, backbone, prepared: dict, profile: Profile, hard_n
 
 
 def run_bench(profile: str | Profile = "cpu", out: Path | None = None, strategies: list[str] | None = None,
-              hard_negatives: bool = True, backbone=None, seed: int = 0, progress: bool = True) -> list[dict]:
+              hard_negatives: bool = True, backbone=None, seed: int = 0, progress: bool = True,
+              text_head: bool | None = None) -> list[dict]:
     """Bench every (or the named) strategies; write CSV, markdown and HTML to ``out``."""
     from tqdm.auto import tqdm
 
@@ -83,7 +85,7 @@ def run_bench(profile: str | Profile = "cpu", out: Path | None = None, strategie
     prepared = prepare(profile, backbone, seed)
     rows = []
     for name in tqdm(strategies or list_strategies(), desc="bench", disable=not progress):
-        rows.append(bench_strategy(name, backbone, prepared, profile, hard_negatives, seed))
+        rows.append(bench_strategy(name, backbone, prepared, profile, hard_negatives, seed, text_head=text_head))
     if out is not None:
         write_results(rows, Path(out), profile, backbone)
     return rows

@@ -159,7 +159,9 @@ def bench(
     profile: str = typer.Option("cpu", help=PROFILE_HELP),
     out: Path = typer.Option(Path("runs/bench"), help="Where bench.csv / .md / .html go."),
     strategy: Optional[list[str]] = typer.Option(None, help="Only these strategies (repeatable)."),
-    hard_negatives: bool = typer.Option(True, help="Twins + sibling captions in every batch."),
+    hard_negatives: bool = typer.Option(True, help="Twins + sibling captions in every batch, and the twin term."),
+    text_head: Optional[bool] = typer.Option(None, "--text-head/--no-text-head",
+                                             help="Add the trainable text-side head (default: off)."),
     seed: int = typer.Option(0),
     task: str = typer.Option("retrieval", help=TASK_HELP + " Retrieval keeps its split-wise table."),
 ):
@@ -173,7 +175,7 @@ def bench(
         typer.echo(f"written to {out}/bench-{task}.csv, .md, .json")
         return
 
-    rows = run_bench(profile, out, strategy or None, hard_negatives, seed=seed)
+    rows = run_bench(profile, out, strategy or None, hard_negatives, seed=seed, text_head=text_head)
     typer.echo(markdown_table(rows))
     typer.echo(f"written to {out}/bench.csv, bench.md, bench.html")
 

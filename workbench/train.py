@@ -4,8 +4,9 @@ The same code trains on one CPU (today) and on many GPUs or machines (``accelera
 ``torchrun``): ``accelerate`` wraps the model for DDP, scales the loss for AMP and gathers. The
 loop is contrastive (video <-> text InfoNCE, as CLIP4Clip and every strategy here train), with an
 explicit *hard negative* option: batches hold time-reversed twins side by side and each clip's
-sibling captions (same object, another event) as extra negatives. In-batch contrast alone rarely
-pits a clip against a caption that differs only in direction or order (DESIGN §4).
+sibling captions (same object, another event) as extra negatives, and an explicit twin term
+(:func:`twin_loss`) scores each clip against exactly its twin's caption. In-batch contrast alone
+rarely pits a clip against a caption that differs only in direction or order (DESIGN §4).
 
 Frozen feature-level strategies train on cached frame features (``data/features.py``) and never
 run the backbone; frozen text towers are encoded once. Checkpoints hold only the trainable
@@ -38,6 +39,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup: int = 20                # linear warm-up steps
     hard_negatives: bool = True     # twins + sibling captions in every batch (see module docstring)
+    twin_weight: float = 1.0        # weight of the explicit twin term (twin_loss; needs hard_negatives)
+    twin_scale: float = 100.0       # its softmax scale
     seed: int = 0                   # data order and initialisation
     checkpoint_every: int = 100     # steps between atomic checkpoints (0: only at the end)
     amp: bool = True                # bf16 autocast on CUDA (CPU runs stay fp32)
@@ -109,6 +112,36 @@ def contrastive_loss(video: torch.Tensor, text: torch.Tensor, texts: list[str], 
     t2v_targets = positives[used] / positives[used].sum(1, keepdim=True)
     t2v = torch.sum(-t2v_targets * F.log_softmax(logits.t()[used], dim=1), dim=1).mean()
     return (v2t + t2v) / 2
+
+
+def twin_loss(video: torch.Tensor, text: torch.Tensor, texts: list[str], captions: list[str],
+              pairs: list[tuple[int, int]], scale: float) -> torch.Tensor | None:
+    """Each clip of a time-reversed twin pair against exactly its twin's caption.
+
+    ``pairs`` are batch positions ``(p, q)`` of twins. For clip p: a two-way softmax over
+    (its caption, its twin's caption). In the batch-wide InfoNCE that choice is one term among
+    dozens and its gradient is small while twins still embed alike (a symmetric start: the
+    clips tie and so do, nearly, their captions); here it is the whole loss.
+    """
+    if not pairs:
+        return None
+    column = {t: i for i, t in enumerate(texts)}
+    own = torch.tensor([column[captions[p]] for p, q in pairs] + [column[captions[q]] for p, q in pairs],
+                       device=video.device)
+    other = torch.tensor([column[captions[q]] for p, q in pairs] + [column[captions[p]] for p, q in pairs],
+                         device=video.device)
+    clips = torch.tensor([p for p, _ in pairs] + [q for _, q in pairs], device=video.device)
+    v = video[clips]
+    logits = scale * torch.stack([(v * text[own]).sum(-1), (v * text[other]).sum(-1)], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(clips), dtype=torch.long, device=video.device))
+
+
+def twin_pairs(data: "RetrievalData", index: list[int]) -> list[tuple[int, int]]:
+    """Batch positions (p, q), p < q, of clips that are each other's twin with different captions."""
+    where = {clip: pos for pos, clip in enumerate(index)}
+    return [(p, where[data.twin[c]]) for p, c in enumerate(index)
+            if data.twin[c] is not None and where.get(data.twin[c], -1) > p
+            and data.captions[c] != data.captions[data.twin[c]]]
 
 
 def _lr_factor(cfg: TrainConfig, step: int) -> float:
@@ -207,6 +240,10 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
             else:
                 video, text = model(inputs, texts)
             loss = contrastive_loss(video, text, texts, captions, core.logit_scale)
+            if cfg.hard_negatives and cfg.twin_weight:
+                extra_twin = twin_loss(video, text, texts, captions, twin_pairs(data, index), cfg.twin_scale)
+                if extra_twin is not None:
+                    loss = loss + cfg.twin_weight * extra_twin
             extra_loss = core.auxiliary_loss(inputs, video)   # e.g. distillation toward a teacher
             if extra_loss is not None:
                 loss = loss + extra_loss

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..config import CACHE_DIR, Profile, get_profile
-from ..data.features import content_hash
+from ..data.features import content_hash, model_fingerprint
 from ..data.formats import VideoRecord, read_dataset
 from ..data.video import VideoError, read_video, video_info
 from ..io import atomic_write
@@ -151,10 +151,13 @@ def index_folder(root: str | Path, backbone, num_frames: int = 8, cache_root: Pa
         raise FileNotFoundError(f"{root}: no such folder of videos")
     cache_root = Path(cache_root or CACHE_DIR)
     folder = _collection_dir(root, cache_root)
-    result = extract_features(root, backbone, folder / "features",
+    # One features folder per (model, frame count): switching or retraining the model, or asking
+    # for another frame count, indexes beside the old features instead of refusing them.
+    features_dir = folder / f"features-{model_fingerprint(backbone)}-{num_frames}f"
+    result = extract_features(root, backbone, features_dir,
                               ExtractConfig(num_frames=num_frames, num_workers=0, progress=progress))
-    extracted = ExtractedFeatures(folder / "features")
-    manifest = json.loads((folder / "features" / "manifest.json").read_text())   # ids -> content keys
+    extracted = ExtractedFeatures(features_dir)
+    manifest = json.loads((features_dir / "manifest.json").read_text())   # ids -> content keys
     size = max(backbone.image_size, MIN_DECODE_SIDE)
     thumbs = cache_root / "app" / "thumbnails" / f"{size}px-{num_frames}f"
     info_file = folder / "videos.json"

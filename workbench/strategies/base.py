@@ -92,7 +92,7 @@ class VideoTextModel(nn.Module):
     temporal: ClassVar[bool] = False     # does it model frame order at all?
     input_level: ClassVar[str] = "pixels"  # "features" or "pixels" (see module docstring)
     order: ClassVar[int] = 50            # position in listings (survey order)
-    text_head_default: ClassVar[bool] = True  # create_strategy adds the text-side head (text_head.py)
+    text_head_default: ClassVar[bool] = False  # create_strategy adds the text-side head (text_head.py)
 
     def __init__(self, backbone, **cfg) -> None:
         super().__init__()

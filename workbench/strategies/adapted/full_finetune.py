@@ -50,7 +50,6 @@ class FullFinetune(VideoTextModel):
     temporal = False
     input_level = "pixels"
     order = 10
-    text_head_default = False   # fine-tunes the text tower itself (train_text)
 
     def __init__(self, backbone, **cfg) -> None:
         self.config = FullFinetuneConfig(**cfg)

@@ -91,7 +91,6 @@ class PromptText(VideoTextModel):
     temporal = False
     input_level = "features"
     order = 60
-    text_head_default = False   # its context vectors are its text-side training
 
     def __init__(self, backbone, **cfg) -> None:
         self.config = PromptTextConfig(**cfg)

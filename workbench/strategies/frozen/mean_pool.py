@@ -15,4 +15,3 @@ class MeanPool(VideoTextModel):
     temporal = False
     input_level = "features"
     order = 0
-    text_head_default = False   # trains nothing
