@@ -93,6 +93,7 @@ class VideoTextModel(nn.Module):
     input_level: ClassVar[str] = "pixels"  # "features" or "pixels" (see module docstring)
     order: ClassVar[int] = 50            # position in listings (survey order)
     text_head_default: ClassVar[bool] = False  # create_strategy adds the text-side head (text_head.py)
+    backbone_lr: ClassVar[float | None] = None  # its rate for the ILFM weights it trains (None: TrainConfig's)
 
     def __init__(self, backbone, **cfg) -> None:
         super().__init__()
