@@ -1,27 +1,66 @@
-"""Run by tests/test_train.py under `torchrun --nproc_per_node 2`: train, then dump a checksum."""
+"""Run by tests/test_train.py, once as one plain process and once under `torchrun --nproc_per_node 2`:
+the same training, then each process writes rank{r}.json and the main one trainable.safetensors.
+
+The model exercises every gradient path of a multi-process step: a video head on the gathered
+batch (OrderHead), a trainable text side (the text head: every process encodes all texts) and a
+per-shard auxiliary loss (as distillation has). The data has one clip without a twin, so batches
+of odd size split unevenly and twins land on different processes.
+"""
 import json
 import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
+from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import OrderHead, synthetic_twins  # noqa: E402
 
 from workbench import load_backbone  # noqa: E402
-from workbench.train import TrainConfig, train_retrieval  # noqa: E402
+from workbench.train import TrainConfig, train_retrieval, trainable_state  # noqa: E402
 
-out = Path(sys.argv[1])
-accelerator = Accelerator(cpu=True)
-torch.manual_seed(0)
-backbone = load_backbone("shapes-clip-tiny")
-data = synthetic_twins(backbone)
-model = OrderHead(backbone)
-result = train_retrieval(model, data, TrainConfig(steps=20, batch_size=8, lr=3e-3, warmup=2),
-                         accelerator=accelerator, progress=False)
-checksum = sum(float(p.detach().double().sum()) for p in model.trainable_parameters())
-(out / f"rank{accelerator.process_index}.json").write_text(json.dumps(
-    {"world_size": accelerator.num_processes, "checksum": checksum,
-     "first_loss": result["losses"][0], "last_loss": result["losses"][-1]}))
-accelerator.end_training()
+CONFIG = TrainConfig(steps=20, batch_size=9, lr=3e-3, warmup=2)
+
+
+class DistilledOrderHead(OrderHead):
+    """OrderHead plus a distillation-like term toward the mean-pooled frozen features."""
+
+    def auxiliary_loss(self, inputs, video):
+        target = F.normalize(inputs.mean(1), dim=-1)
+        return 0.5 * (1 - F.cosine_similarity(video, target, dim=-1)).mean()
+
+
+def main(out: Path) -> None:
+    accelerator = Accelerator(cpu=True)
+    clip = accelerator.clip_grad_norm_
+    norms = []          # the total gradient norm of every step (after DDP's averaging, before clipping)
+
+    def recording_clip(*args, **kwargs):
+        norm = clip(*args, **kwargs)
+        norms.append(float(norm))
+        return norm
+
+    accelerator.clip_grad_norm_ = recording_clip
+    torch.manual_seed(0)
+    backbone = load_backbone("shapes-clip-tiny")
+    data = synthetic_twins(backbone).subset(list(range(11)))   # clip 10 loses its twin
+    model = DistilledOrderHead(backbone)
+    model.add_text_head()
+    # The attention's key bias has an exactly zero gradient (a softmax ignores a shift shared by all
+    # keys), so AdamW turns rounding noise into full steps for it, in one process as in two: freeze
+    # the q/k/v biases so the comparison sees only parameters with a real gradient.
+    model.text_head.layer.self_attn.in_proj_bias.requires_grad_(False)
+    result = train_retrieval(model, data, CONFIG, accelerator=accelerator, progress=False)
+    checksum = sum(float(p.detach().double().sum()) for p in model.trainable_parameters())
+    (out / f"rank{accelerator.process_index}.json").write_text(json.dumps(
+        {"world_size": accelerator.num_processes, "checksum": checksum, "losses": result["losses"],
+         "grad_norms": norms}))
+    if accelerator.is_main_process:
+        save_file(trainable_state(model), str(out / "trainable.safetensors"))
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -10,8 +10,25 @@ rarely pits a clip against a caption that differs only in direction or order (DE
 
 Frozen feature-level strategies train on cached frame features (``data/features.py``) and never
 run the backbone; frozen text towers are encoded once. Checkpoints hold only the trainable
-parameters (safetensors) and the optimiser state, written atomically; a killed run resumes from
-its last checkpoint.
+parameters (safetensors) and the optimiser state, written atomically (by the main process); a
+killed run resumes from its last checkpoint.
+
+Several processes train exactly as one does (the same parameters up to floating-point summation
+order; ``tests/test_train.py`` checks 2 CPU processes against 1). ``TrainConfig.batch_size`` is
+the *global* batch: every process draws the same batch from an rng seeded by (seed, step) alone,
+encodes only its own contiguous shard of the batch positions (twins may fall on different
+processes), and all-gathers the video embeddings, so the contrastive loss sees the whole batch,
+not a per-process one (a per-process InfoNCE would see fewer negatives and rarely a clip's twin).
+The gather carries no gradient for the other processes' rows (open_clip's
+``gather_features(local_loss=False, gather_with_grad=False)``): each process back-propagates only
+into its own clips, scaled by ``world_size`` (:class:`_ScaleGrad`), so that DDP's *average* of
+the processes' gradients is the one-process gradient. Every process encodes all of the batch's
+texts (a trainable text side gets the full-batch gradient on each process; DDP's average keeps it).
+A strategy's ``auxiliary_loss`` (distillation) reads the local shard's inputs: it runs per shard,
+weighted by shard size / batch size, so the shards' terms add up to the one-process mean (it must
+be a mean over the clips, as distillation's is; the logged loss sums the shares). No
+strategy has BatchNorm (the distillation student uses GroupNorm), so no statistic depends on how
+the batch is split.
 """
 from __future__ import annotations
 
@@ -33,7 +50,7 @@ from .io import atomic_write
 @dataclass
 class TrainConfig:
     steps: int = 300                # optimiser steps
-    batch_size: int = 32            # clips per step (per process)
+    batch_size: int = 32            # clips per step, GLOBAL: split across processes, the loss sees all
     lr: float = 1e-3                # peak learning rate (AdamW), cosine decay after warm-up
     backbone_lr: float = 1e-5       # learning rate for parameters that belong to the ILFM itself
     weight_decay: float = 0.01
@@ -144,6 +161,48 @@ def twin_pairs(data: "RetrievalData", index: list[int]) -> list[tuple[int, int]]
             and data.captions[c] != data.captions[data.twin[c]]]
 
 
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward (bit for bit); the backward multiplies the gradient by ``factor``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, factor: float) -> torch.Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad * ctx.factor, None
+
+
+def _shard(n: int, rank: int, world: int) -> slice:
+    """Process ``rank``'s batch positions: contiguous, sizes differ by at most one, in rank order."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
+
+
+def gather_batch(local: torch.Tensor, n: int, accelerator) -> torch.Tensor:
+    """Every process's shard of a global batch of ``n`` rows, in batch order: ``[n, ...]``.
+
+    The other processes' rows are constants; this process's rows are ``local`` itself with its
+    gradient multiplied by the number of processes. Every process computes the same full-batch
+    loss L, so process r back-propagates ``world * dL/dv_i`` into its own clips i; DDP averages
+    (divides the sum by ``world``), which leaves ``sum_i dL/dv_i dv_i/dθ``: the one-process
+    gradient. Shards are padded to equal size for ``all_gather`` (they differ by at most one).
+    """
+    world, rank = accelerator.num_processes, accelerator.process_index
+    size = -(-n // world)
+    padded = local.new_zeros(size, *local.shape[1:])
+    padded[: len(local)] = local.detach()
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    torch.distributed.all_gather(parts, padded)
+    rows = []
+    for r in range(world):
+        shard = _shard(n, r, world)
+        rows.append(_ScaleGrad.apply(local, float(world)) if r == rank else parts[r][: shard.stop - shard.start])
+    return torch.cat(rows)
+
+
 def _lr_factor(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
@@ -213,6 +272,7 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
     state = _resume(run_dir, model, optimizer)
     model, optimizer = accelerator.prepare(model, optimizer)
     core = accelerator.unwrap_model(model)
+    world = accelerator.num_processes
     use_features = core.input_level == "features"
     if use_features and data.features is None:
         raise ValueError(f"{core.name} trains on cached frame features: set data.features first")
@@ -227,32 +287,49 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
             break
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * _lr_factor(cfg, step)
-        rng = np.random.default_rng((cfg.seed, step, accelerator.process_index))
+        # The same global batch on every process. The trailing 0 was the process index: kept so
+        # one-process runs draw the batches they always drew.
+        rng = np.random.default_rng((cfg.seed, step, 0))
         index, extra = sample_batch(data, cfg.batch_size, rng, cfg.hard_negatives)
         captions = [data.captions[i] for i in index]
         texts = batch_texts(captions, extra)
+        if len(index) < world:
+            raise ValueError(f"a batch of {len(index)} clips cannot be split across {world} processes")
+        mine = _shard(len(index), accelerator.process_index, world) if world > 1 else slice(None)
+        local = index[mine]
         with accelerator.autocast():
-            inputs = (data.features[index] if use_features
-                      else core.backbone.preprocess(data.frames[index])).to(accelerator.device)
+            inputs = (data.features[local] if use_features
+                      else core.backbone.preprocess(data.frames[local])).to(accelerator.device)
             # Through the (DDP-wrapped) forward, so gradients are synchronised across processes.
             if text_cache is not None:
                 video, text = model(inputs), text_cache(texts)
             else:
                 video, text = model(inputs, texts)
+            if world > 1:
+                video = gather_batch(video, len(index), accelerator)
             loss = contrastive_loss(video, text, texts, captions, core.logit_scale)
             if cfg.hard_negatives and cfg.twin_weight:
                 extra_twin = twin_loss(video, text, texts, captions, twin_pairs(data, index), cfg.twin_scale)
                 if extra_twin is not None:
                     loss = loss + cfg.twin_weight * extra_twin
-            extra_loss = core.auxiliary_loss(inputs, video)   # e.g. distillation toward a teacher
+            logged = loss.detach()
+            # e.g. distillation toward a teacher; on the local shard (its inputs are local)
+            extra_loss = core.auxiliary_loss(inputs, video[mine] if world > 1 else video)
             if extra_loss is not None:
+                if world > 1:  # this shard's share of the batch mean; the shares add up across processes
+                    extra_loss = extra_loss * (len(local) / len(index))
+                    share = extra_loss.detach().clone()
+                    torch.distributed.all_reduce(share)
+                    logged = logged + share
+                else:
+                    logged = logged + extra_loss.detach()
                 loss = loss + extra_loss
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(core.trainable_parameters(), 1.0)
         optimizer.step()
-        state["losses"].append(round(loss.item(), 5))
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        state["losses"].append(round(logged.item(), 5))
+        bar.set_postfix(loss=f"{logged.item():.3f}")
         done = step + 1
         if run_dir is not None and accelerator.is_main_process and (
                 done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)):
