@@ -87,8 +87,8 @@ def run_bench(profile: str | Profile = "cpu", out: Path | None = None, strategie
     rows = []
     for name in tqdm(strategies or list_strategies(), desc="bench", disable=not progress):
         rows.append(bench_strategy(name, backbone, prepared, profile, hard_negatives, seed, text_head=text_head))
-    if out is not None:
-        write_results(rows, Path(out), profile, backbone)
+        if out is not None:   # after every row: a long bench that is stopped keeps what it measured
+            write_results(rows, Path(out), profile, backbone)
     return rows
 
 
