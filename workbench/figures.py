@@ -106,3 +106,36 @@ def frame_grid(frames, heatmaps=None, boxes=None, true_boxes=None, titles=None, 
         fig.update_yaxes(visible=False, range=[height, 0], scaleanchor=f"x{i + 1 if i else ''}", row=row, col=col)
     fig.update_layout(template="plotly_white", height=220 * rows + 60, margin=dict(l=10, r=10, t=40, b=10))
     return fig
+
+
+def score_bars(labels: list[str], scores, title: str = "", highlight: list[bool] | None = None,
+               x_title: str = "cosine similarity") -> go.Figure:
+    """Horizontal bars, one per label, the first label at the top; ``highlight`` marks some in
+    green (e.g. the true caption). Labels are escaped: user text is shown as text."""
+    import html
+
+    scores = [float(s) for s in scores]
+    colours = ["#2ca02c" if h else "#1f77b4" for h in (highlight or [False] * len(labels))]
+    fig = go.Figure(go.Bar(x=scores[::-1], y=[html.escape(t, quote=False) for t in labels][::-1],
+                           orientation="h", marker_color=colours[::-1],
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_layout(title=title, template="plotly_white", height=max(240, 32 * len(labels) + 100),
+                      margin=dict(l=10, r=10, t=50, b=30), xaxis_title=x_title)
+    return fig
+
+
+def grouped_bars(categories: list[str], series: dict[str, list], title: str = "", y_title: str = "",
+                 y_range: tuple[float, float] | None = None) -> go.Figure:
+    """One group per category, one bar per series (e.g. accuracy beside chance, per attribute);
+    a None value leaves its bar out."""
+    fig = go.Figure([go.Bar(name=name, x=list(categories), y=list(values)) for name, values in series.items()])
+    fig.update_layout(barmode="group", template="plotly_white", title=title,
+                      yaxis=dict(title=y_title, range=list(y_range) if y_range else None), height=380)
+    return fig
+
+
+def line_curves(series: dict[str, list], title: str = "", x_title: str = "step", y_title: str = "loss") -> go.Figure:
+    """One line per named series over its index (e.g. training losses per strategy)."""
+    fig = go.Figure([go.Scatter(y=list(values), mode="lines", name=name) for name, values in series.items()])
+    fig.update_layout(template="plotly_white", title=title, xaxis_title=x_title, yaxis_title=y_title, height=360)
+    return fig

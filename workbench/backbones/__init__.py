@@ -2,6 +2,7 @@
 from workbench.backbones.openclip import (
     Backbone,
     BackboneError,
+    describe_config,
     list_backbones,
     load_backbone,
     resolve_model_name,
@@ -20,6 +21,6 @@ from workbench.backbones.taps import (
 
 __all__ = [
     "AttentionWeights", "Backbone", "BackboneError", "LayerTokens", "PatchTokens", "TapError",
-    "attention_weights", "layer_tokens", "list_backbones", "load_backbone", "patch_tokens",
+    "attention_weights", "describe_config", "layer_tokens", "list_backbones", "load_backbone", "patch_tokens",
     "resolve_model_name", "save_backbone", "vision_tower",
 ]

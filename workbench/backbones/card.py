@@ -20,6 +20,13 @@ from ..data.shapes.images import PROBE_ATTRIBUTES, chance, probe
 PROBE_SEED = 90_210
 
 
+def held_out_probes(attribute: str, n: int, size_px: int = 64) -> list:
+    """The first ``n`` held-out probe images of ``attribute`` (:class:`~workbench.data.shapes.images.Probe`:
+    image, candidate captions, answer): those the model card's :func:`zero_shot_probes` asks."""
+    rng = np.random.default_rng((PROBE_SEED, PROBE_ATTRIBUTES.index(attribute)))
+    return [probe(attribute, rng, size_px=size_px) for _ in range(n)]
+
+
 @torch.no_grad()
 def zero_shot_probes(backbone, per_attribute: int = 300, batch: int = 100,
                      attributes=PROBE_ATTRIBUTES) -> dict[str, dict[str, float]]:
@@ -40,6 +47,15 @@ def zero_shot_probes(backbone, per_attribute: int = 300, batch: int = 100,
         results[attribute] = {"accuracy": 100.0 * correct / per_attribute, "chance": chance(attribute),
                               "n": per_attribute}
     return results
+
+
+@torch.no_grad()
+def probe_scores(backbone, probe_item) -> list[float]:
+    """Cosine similarity of one probe's image with each of its candidate captions (the zero-shot
+    answer is the largest)."""
+    pixels = torch.tensor(probe_item.image).permute(2, 0, 1)[None]               # [1,3,H,W] uint8 (a copy)
+    image_f = backbone.encode_images(backbone.preprocess(pixels), normalize=True)
+    return (backbone.encode_text(list(probe_item.candidates), normalize=True) @ image_f[0]).tolist()
 
 
 TARGETS = {"colour": 95.0, "size": 95.0, "position": 90.0, "shape": 85.0, "relation": 75.0}

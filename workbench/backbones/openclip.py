@@ -190,6 +190,26 @@ def list_backbones() -> list[str]:
     return ours + [m for m in open_clip.list_models() if m not in ours]
 
 
+def describe_config(name: str) -> dict:
+    """What an open_clip architecture is, without its weights: parameters per tower, input and
+    patch size, depth and width of each tower, the joint-space size, its fp16 size, and the
+    pretrained tags open_clip knows for it. Built on PyTorch's ``meta`` device: no memory, no
+    download, no weights read (0.2 s for ViT-L)."""
+    _register_configs()
+    _check_known_model(name)
+    cfg = open_clip.get_model_config(name)
+    with _quiet_random_init(), torch.device("meta"):   # parameters created on meta: no init work
+        clip = open_clip.create_model(name, device="meta")
+    params = _tower_params(clip)
+    vision, text = cfg["vision_cfg"], cfg["text_cfg"]
+    return {"name": name, "embed_dim": cfg["embed_dim"], "image_size": _first(vision.get("image_size")),
+            "patch_size": _first(vision.get("patch_size")), "vision_layers": vision.get("layers"),
+            "vision_width": vision.get("width"), "text_layers": text.get("layers"),
+            "text_width": text.get("width"), "context_length": text.get("context_length"),
+            "params": params, "fp16_mb": round(params["total"] * 2 / 2 ** 20),
+            "tags": open_clip.list_pretrained_tags_by_model(name)}
+
+
 @lru_cache(maxsize=None)
 def _quickgelu_pairs() -> frozenset[tuple[str, str]]:
     """(model, tag) pairs whose weights were trained with QuickGELU, from open_clip's table."""

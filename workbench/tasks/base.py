@@ -46,8 +46,10 @@ dict holding score arrays and decoded answers); they stay in memory, plain Pytho
 Shared helpers here: :func:`with_features` (cache frozen frame features, so feature-level
 strategies never re-encode), :func:`video_embeddings`, :func:`decode_records` (records ->
 VideoSet with skip-and-report), :func:`find_file` (annotation files by usual names),
-:func:`fit_head` (a small full-batch loop for task heads on cached embeddings) and
-:func:`train_strategy` (the contrastive stage on ``(video, text)`` pairs).
+:func:`fit_head` (a small full-batch loop for task heads on cached embeddings),
+:func:`train_strategy` (the contrastive stage on ``(video, text)`` pairs), and
+:func:`train_or_load` with :func:`run_folder` (a trained strategy and head cached on disk and
+reloaded instead of retrained, as the notebooks use them).
 """
 from __future__ import annotations
 
@@ -343,6 +345,74 @@ def train_strategy(model, videos: VideoSet, rows: list[int], texts: list[str],
                          [list(n) for n in negatives],
                          None if videos.features is None else videos.features[rows])
     return train_retrieval(model, data, cfg, run_dir=run_dir, progress=progress)
+
+
+def run_folder(strategy: str, task: str, profile, backbone, seed: int = 0, root: Path | None = None) -> Path:
+    """Where a trained strategy (and its task head) is cached: one folder per backbone weights,
+    strategy, task, profile and seed, under ``CACHE_DIR/runs`` (or ``root``)."""
+    from ..config import CACHE_DIR
+    from ..data.features import model_fingerprint
+
+    name = getattr(profile, "name", profile)
+    return Path(root or CACHE_DIR / "runs") / model_fingerprint(backbone) / f"{strategy}-{task}-{name}-seed{seed}"
+
+
+TRAIN_LOG = "train.json"   # written last: its presence marks a finished train_or_load run
+
+
+def train_or_load(task: "Task", strategy: str, backbone, data: TaskData, profile, seed: int = 0,
+                  run_dir: Path | None = None, progress: bool = False) -> dict:
+    """Strategy ``strategy`` trained on ``task`` with its head — or loaded from a finished run.
+
+    Returns ``{"model", "head" (nn.Module or None), "log" (what ``task.train`` returned, without
+    the head), "loaded" (True: read from disk, nothing trained now), "run_dir"}``. The budget is
+    :func:`workbench.bench.train_config`'s for ``profile``; ``run_dir`` defaults to
+    :func:`run_folder`. Layout: ``checkpoint/`` (the strategy's trainable parameters, as
+    :func:`workbench.train.train_retrieval` writes them: a killed run resumes),
+    ``head.safetensors`` and ``train.json`` (written last: marks the run finished). A cached run
+    that no longer fits (the strategy or head changed shape) is deleted and trained again, with a
+    warning.
+    """
+    import shutil
+    import warnings
+
+    from safetensors.torch import load_file, save_file
+
+    from ..bench import train_config
+    from ..config import seed_everything
+    from ..io import atomic_write
+    from ..strategies import create_strategy
+    from ..train import load_trainable
+
+    run_dir = Path(run_dir or run_folder(strategy, task.name, profile, backbone, seed))
+    seed_everything(seed)
+    model = create_strategy(strategy, backbone)
+    if (run_dir / TRAIN_LOG).exists():
+        try:
+            if model.trainable_parameters():
+                checkpoint = run_dir / "checkpoint" / "trainable.safetensors"
+                if not checkpoint.exists():
+                    raise FileNotFoundError(f"no {checkpoint}")
+                load_trainable(model, checkpoint)
+            head = task.make_head(model, data)
+            if head is not None:
+                head.load_state_dict(load_file(str(run_dir / "head.safetensors")))
+                head.eval()
+            return {"model": model, "head": head, "log": json.loads((run_dir / TRAIN_LOG).read_text()),
+                    "loaded": True, "run_dir": run_dir}
+        except (ValueError, RuntimeError, KeyError, FileNotFoundError) as error:
+            warnings.warn(f"{run_dir}: cached run does not fit {strategy} ({error}); training again")
+            shutil.rmtree(run_dir)
+            seed_everything(seed)
+            model = create_strategy(strategy, backbone)
+    log = task.train(model, data, train_config(profile, model, True, seed), run_dir=run_dir / "checkpoint",
+                     progress=progress)
+    head = log.pop("head")
+    if head is not None:
+        state = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
+        atomic_write(run_dir / "head.safetensors", lambda p: save_file(state, p))
+    save_json(run_dir / TRAIN_LOG, log)
+    return {"model": model, "head": head, "log": log, "loaded": False, "run_dir": run_dir}
 
 
 @dataclass

@@ -7,6 +7,8 @@ that cannot see order (mean pooling) scores exactly 50%.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -120,12 +122,67 @@ def evaluate_splits(model, splits: dict) -> dict:
     return out
 
 
+def train_and_score(name: str, backbone, prepared: dict, profile, seed: int = 0, run_dir: Path | None = None,
+                    hard_negatives: bool = True, text_head: bool | None = None, cache: bool = True,
+                    progress: bool = False) -> tuple:
+    """Strategy ``name`` trained on ShapesWorld clips — or loaded from a finished run — and
+    scored on the appearance / motion / order splits: one row of ``workbench bench``.
+
+    ``prepared`` is :func:`workbench.bench.prepare`'s dict; the budget is
+    :func:`workbench.bench.train_config`'s. ``text_head``: add the text-side head (None: the
+    strategy's default). With ``cache`` the run lives in ``run_dir`` (default:
+    :func:`workbench.tasks.base.run_folder`, one folder per strategy, options, profile and seed)
+    and a finished run is loaded instead of trained; a cached run that no longer fits the
+    strategy is deleted and trained again, with a warning. Returns ``(model, row)``: the row's
+    columns are :data:`workbench.bench.COLUMNS` (``train_s``: the original training time when
+    loaded) plus ``steps`` and ``loaded`` (True: read from disk, nothing trained now).
+    """
+    import shutil
+    import warnings
+
+    from ..bench import SPLITS, train_config
+    from ..config import seed_everything
+    from ..strategies import create_strategy, flops_per_clip
+    from ..train import train_retrieval
+    from .base import run_folder
+
+    def fresh():
+        seed_everything(seed)
+        return create_strategy(name, backbone, text_head=text_head)
+
+    model = fresh()
+    cfg = train_config(profile, model, hard_negatives, seed)
+    if cache:
+        options = ("" if hard_negatives else "-no-hard-negatives") + ("-text-head" if model.text_head is not None else "")
+        run_dir = Path(run_dir or run_folder(name, f"retrieval-splits{options}", profile, backbone, seed))
+    loaded = cache and (run_dir / "state.json").exists() and bool(model.trainable_parameters())
+    try:
+        log = train_retrieval(model, prepared["train"], cfg, run_dir=run_dir if cache else None, progress=progress)
+    except (ValueError, RuntimeError, KeyError) as error:
+        if not loaded:
+            raise
+        warnings.warn(f"{run_dir}: cached run does not fit {name} ({error}); training again")
+        shutil.rmtree(run_dir)
+        model, loaded = fresh(), False
+        log = train_retrieval(model, prepared["train"], cfg, run_dir=run_dir, progress=progress)
+    scores = evaluate_splits(model, prepared["splits"])
+    counts = model.parameter_counts()
+    row = {"strategy": name, "family": model.family, "leaf": model.leaf, "temporal": model.temporal,
+           "hard_negatives": hard_negatives, "text_head": model.text_head is not None,
+           **{f"{s}_R1": round(scores[s]["t2v_R1"], 1) for s in SPLITS},
+           "appearance_acc": round(scores["appearance"]["mc_accuracy"], 1),
+           "motion_acc": round(scores["motion"]["mc_accuracy"], 1),
+           "twin_acc": round(scores["order"]["mc_accuracy"], 1),
+           "trainable_params": counts["trainable"], "total_params": counts["total"],
+           "gflops_per_clip": round(flops_per_clip(model, profile.num_frames) / 1e9, 3),
+           "train_s": round(log["wall_s"], 1), "steps": log["steps"], "loaded": loaded}
+    return model, row
+
+
 # --------------------------------------------------------------------------------------------
 # The registry's view of retrieval (workbench.tasks.base): the same functions behind the
 # Task interface, so `workbench train|eval --task retrieval` and task benches reach them.
 # --------------------------------------------------------------------------------------------
-
-from pathlib import Path  # noqa: E402
 
 from .base import Split, Task, TaskData, register_task, render_clips, save_json  # noqa: E402
 
