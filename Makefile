@@ -14,14 +14,21 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[scale]'
 	touch $(STAMP)
 
+# Every test, then every chapter notebook top to bottom at the smoke profile (nbmake; notebooks/conftest.py).
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --nbmake tests notebooks
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not e2e" tests
+
+# The chapters in JupyterLab, at WORKBENCH_PROFILE when you set it (make lab WORKBENCH_PROFILE=smoke),
+# else at cpu (the export above defaults it to smoke for the tests only).
+LAB_PROFILE = $(if $(filter environment command line,$(origin WORKBENCH_PROFILE)),$(WORKBENCH_PROFILE),cpu)
+lab: setup
+	WORKBENCH_PROFILE=$(LAB_PROFILE) $(BIN)/jupyter lab --notebook-dir=notebooks
 
 # The app on 127.0.0.1 (demo collection generated once under cache/demo). Pass flags with
 # APP_ARGS, e.g. make app APP_ARGS="--videos ~/clips --port 7861".
@@ -30,7 +37,6 @@ app: setup
 
 # Speed and scale figures (README "Speed and scale"); each script prints a ratio to its baseline.
 bench: setup
-	$(BIN)/python -m pip install -q -e '.[scale]'
 	for b in extract cached_training retrieval memory; do nice $(BIN)/python benchmarks/bench_$$b.py || exit 1; done
 
 clean:
