@@ -165,14 +165,18 @@ def test_model_and_bench_panels(state, tmp_path):
     probes = handlers.model_probes(state)
     assert {p["attribute"] for p in probes} >= {"colour", "size"} and all(p["accuracy"] > p["chance"] for p in probes[:1])
     assert "shapes-clip-tiny" in handlers.model_card(state)
-    assert handlers.bench_results(tmp_path) == []
+    assert handlers.bench_results(tmp_path, shipped=None) == []
+    shipped = handlers.bench_results(tmp_path)      # a fresh clone: the committed cpu comparison
+    assert shipped and all(r["meta"]["profile"] == "cpu" and r["rows"] for r in shipped)
+    assert {"mean-pool", "post-transformer"} <= {row["strategy"] for r in shipped for row in r["rows"]}
     out = tmp_path / "bench"
     out.mkdir()
     (out / "bench.json").write_text(json.dumps({"meta": {"profile": "smoke"}, "rows": [{"strategy": "mean-pool"}]}))
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "bench.json").write_text("{")
-    found = handlers.bench_results(tmp_path)
+    found = handlers.bench_results(tmp_path, shipped=None)
     assert [r["rows"][0]["strategy"] for r in found] == ["mean-pool"]
+    assert handlers.bench_results(tmp_path)[0]["path"] == str(out)   # the user's runs come first
 
 
 def _long_videos(state):

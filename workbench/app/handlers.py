@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import REPO_ROOT
 from ..data.features import content_hash
 from ..data.video import VideoError
 from .collection import decode_for_model
@@ -262,10 +263,17 @@ def model_probes(state: AppState, per_attribute: int | None = None) -> list[dict
              "n": r.get("n")} for a, r in results.items()]
 
 
-def bench_results(runs_dir: str | Path) -> list[dict]:
-    """Every ``workbench bench`` result under ``runs_dir`` (``bench.json``), newest first:
-    ``{"path", "meta", "rows"}``."""
+# The measured tables committed with the project (README "Strategy comparison"): shown after the
+# user's own runs, so a fresh clone's lab already has the comparison.
+SHIPPED_RESULTS = REPO_ROOT / "benchmarks" / "results"
+
+
+def bench_results(runs_dir: str | Path, shipped: Path | None = SHIPPED_RESULTS) -> list[dict]:
+    """Every ``workbench bench`` result under ``runs_dir`` (``bench.json``), newest first, then
+    the shipped ones: ``{"path", "meta", "rows"}``."""
     found = sorted(Path(runs_dir).glob("**/bench.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if shipped is not None and shipped.is_dir():
+        found += sorted(shipped.glob("**/bench.json"))
     out = []
     for path in found:
         try:
