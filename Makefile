@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[scale]'
 	touch $(STAMP)
 
 # Every test, then every chapter notebook top to bottom at the smoke profile (nbmake; notebooks/conftest.py).
@@ -37,7 +37,6 @@ app: setup
 
 # Speed and scale figures (README "Speed and scale"); each script prints a ratio to its baseline.
 bench: setup
-	$(BIN)/python -m pip install -q -e '.[scale]'
 	for b in extract cached_training retrieval memory; do nice $(BIN)/python benchmarks/bench_$$b.py || exit 1; done
 
 clean:
