@@ -52,3 +52,6 @@ def test_mean_pool_sees_appearance_but_is_exactly_chance_on_twins(backbone, spli
     scores = evaluate_splits(create_strategy("mean-pool", backbone), splits)
     assert scores["order"]["mc_accuracy"] == 50.0           # cannot see order: exactly chance
     assert scores["appearance"]["mc_accuracy"] >= 60.0      # 4 candidates: chance is 25
+    # ... on every kind of twin pair, not only on average (the per-kind breakdown the bench writes)
+    assert len(scores["order"]["by_kind"]) == 9            # 6 reversible pairs of kinds, 3 self-reversing
+    assert set(scores["order"]["by_kind"].values()) == {50.0}

@@ -70,7 +70,8 @@ def bench_strategy(name: str, backbone, prepared: dict, profile: Profile, hard_n
             "twin_acc": round(scores["order"]["mc_accuracy"], 1),
             "trainable_params": counts["trainable"], "total_params": counts["total"],
             "gflops_per_clip": round(flops_per_clip(model, profile.num_frames) / 1e9, 3),
-            "train_s": round(train_s, 1)}
+            "train_s": round(train_s, 1),
+            "twin_by_kind": scores["order"]["by_kind"]}   # JSON only: per event kind of the twin pair
 
 
 def run_bench(profile: str | Profile = "cpu", out: Path | None = None, strategies: list[str] | None = None,
@@ -102,7 +103,7 @@ def write_results(rows: list[dict], out: Path, profile: Profile, backbone) -> No
 
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "bench.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     meta = {"profile": profile.name, "backbone": backbone.name, "pretrained": backbone.pretrained,

@@ -43,8 +43,8 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", num_frames=4, clips_per_kind=4, eval_clips_per_kind=2, long_videos=4,
                      train_steps=20, pixel_train_steps=4, batch_size=16, frame_size=64, device="cpu"),
-    "cpu": Profile("cpu", num_frames=8, clips_per_kind=40, eval_clips_per_kind=12, long_videos=60,
-                   train_steps=1000, pixel_train_steps=150, batch_size=32, frame_size=128, device="cpu"),
+    "cpu": Profile("cpu", num_frames=8, clips_per_kind=400, eval_clips_per_kind=24, long_videos=60,
+                   train_steps=4000, pixel_train_steps=150, batch_size=32, frame_size=128, device="cpu"),
     "gpu": Profile("gpu", num_frames=16, clips_per_kind=400, eval_clips_per_kind=50, long_videos=600,
                    train_steps=3000, pixel_train_steps=3000, batch_size=64, frame_size=128, device="cuda"),
 }

@@ -56,7 +56,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup: int = 20                # linear warm-up steps
     hard_negatives: bool = True     # twins + sibling captions in every batch (see module docstring)
-    twin_weight: float = 1.0        # weight of the explicit twin term (twin_loss; needs hard_negatives)
+    twin_weight: float = 5.0        # weight of the explicit twin term (twin_loss; needs hard_negatives)
     twin_scale: float = 100.0       # its softmax scale
     seed: int = 0                   # data order and initialisation
     checkpoint_every: int = 100     # steps between atomic checkpoints (0: only at the end)

@@ -96,8 +96,8 @@ def shapes_retrieval_data(split: str, profile, backbone, seed: int = 0):
 
 
 @torch.no_grad()
-def multiple_choice_accuracy(model, data: RetrievalData, items) -> float:
-    """% of items whose true caption scores highest among its candidates (ties share credit)."""
+def multiple_choice_credit(model, data: RetrievalData, items) -> list[float]:
+    """Per item: 1 if its true caption scores highest among its candidates, 1/k for a k-way tie, else 0."""
     video = embed_videos(model, data)
     row = {caption: i for i, caption in enumerate(data.captions)}
     texts = list(dict.fromkeys(t for item in items for t in item.candidates))
@@ -108,15 +108,31 @@ def multiple_choice_accuracy(model, data: RetrievalData, items) -> float:
         scores = video[row[item.clip.caption]] @ text[[column[t] for t in item.candidates]].t()
         best = torch.nonzero(scores == scores.max()).flatten().tolist()
         credit.append(1.0 / len(best) if item.answer in best else 0.0)
-    return 100.0 * float(np.mean(credit))
+    return credit
+
+
+def multiple_choice_accuracy(model, data: RetrievalData, items) -> float:
+    """% of items whose true caption scores highest among its candidates (ties share credit)."""
+    return 100.0 * float(np.mean(multiple_choice_credit(model, data, items)))
 
 
 def evaluate_splits(model, splits: dict) -> dict:
-    """For each split name -> (data, items): multiple-choice accuracy and t2v retrieval."""
+    """For each split name -> (data, items): multiple-choice accuracy, overall and ``by_kind``, and
+    t2v retrieval. ``by_kind`` groups a kind with its time reversal ("grow/shrink"): a model blind
+    to order wins one clip of each twin pair and loses the other, so it scores exactly 50 on every
+    group, while per single kind it would show its caption bias (100 on "grow", 0 on "shrink")."""
+    from ..data.shapes.clips import REVERSE_KIND
+
     out = {}
     for name, (data, items) in splits.items():
         result = evaluate_retrieval(model, data)
-        out[name] = {"mc_accuracy": multiple_choice_accuracy(model, data, items),
+        credit = multiple_choice_credit(model, data, items)
+        kinds: dict[str, list[float]] = {}
+        for item, c in zip(items, credit):
+            event = item.clip.event
+            kinds.setdefault("/".join(sorted({event, REVERSE_KIND.get(event) or event})), []).append(c)
+        out[name] = {"mc_accuracy": 100.0 * float(np.mean(credit)),
+                     "by_kind": {k: round(100.0 * float(np.mean(v)), 1) for k, v in kinds.items()},
                      "t2v_R1": result["t2v"]["R1"], "v2t_R1": result["v2t"]["R1"],
                      "twin_accuracy": result["twin_accuracy"]}
     return out
@@ -175,7 +191,8 @@ def train_and_score(name: str, backbone, prepared: dict, profile, seed: int = 0,
            "twin_acc": round(scores["order"]["mc_accuracy"], 1),
            "trainable_params": counts["trainable"], "total_params": counts["total"],
            "gflops_per_clip": round(flops_per_clip(model, profile.num_frames) / 1e9, 3),
-           "train_s": round(log["wall_s"], 1), "steps": log["steps"], "loaded": loaded}
+           "train_s": round(log["wall_s"], 1), "steps": log["steps"], "loaded": loaded,
+           "twin_by_kind": scores["order"]["by_kind"]}
     return model, row
 
 
