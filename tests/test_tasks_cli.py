@@ -51,3 +51,18 @@ def test_eval_reads_a_real_layout_and_reports_skipped_videos(tmp_path):
     assert "skipped 1 video" in result.output and "4882821564" in result.output
     written = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert list(written) == ["4010069381_6"]
+
+
+def test_bench_writes_its_table_and_the_twin_pairs_kind_by_kind(tmp_path):
+    import csv
+
+    from workbench.bench import COLUMNS
+
+    _ok(["bench", "--profile", "smoke", "--strategy", "mean-pool", "--out", str(tmp_path)])
+    with open(tmp_path / "bench.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert list(row) == list(COLUMNS) and row["strategy"] == "mean-pool" and float(row["twin_acc"]) == 50.0
+    (stored,) = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    # an order-blind model: exactly chance on every kind of twin pair, not only on average
+    assert stored["twin_by_kind"]["grow/shrink"] == 50.0 and set(stored["twin_by_kind"].values()) == {50.0}
+    assert "| mean-pool |" in (tmp_path / "bench.md").read_text() and (tmp_path / "bench.html").is_file()

@@ -17,9 +17,9 @@ import torch
 
 from .config import CACHE_DIR, Profile, get_profile, seed_everything
 from .data.features import FeatureCache
-from .strategies import create_strategy, flops_per_clip, list_strategies
-from .tasks.retrieval import evaluate_splits, shapes_retrieval_data
-from .train import RetrievalData, TrainConfig, train_retrieval
+from .strategies import create_strategy, list_strategies
+from .tasks.retrieval import shapes_retrieval_data, train_and_score
+from .train import RetrievalData, TrainConfig
 
 SPLITS = ("appearance", "motion", "order")
 COLUMNS = ("strategy", "family", "leaf", "temporal", "hard_negatives", "text_head",
@@ -53,25 +53,10 @@ def train_config(profile: Profile, model, hard_negatives: bool, seed: int) -> Tr
 
 def bench_strategy(name: str, backbone, prepared: dict, profile: Profile, hard_negatives: bool = True,
                    seed: int = 0, progress: bool = False, text_head: bool | None = None) -> dict:
-    """One row. ``text_head``: add the text-side head (None: the strategy's default, off)."""
-    seed_everything(seed)
-    model = create_strategy(name, backbone, text_head=text_head)
-    started = time.perf_counter()
-    train_retrieval(model, prepared["train"], train_config(profile, model, hard_negatives, seed),
-                    progress=progress)
-    train_s = time.perf_counter() - started
-    scores = evaluate_splits(model, prepared["splits"])
-    counts = model.parameter_counts()
-    return {"strategy": name, "family": model.family, "leaf": model.leaf, "temporal": model.temporal,
-            "hard_negatives": hard_negatives, "text_head": model.text_head is not None,
-            **{f"{s}_R1": round(scores[s]["t2v_R1"], 1) for s in SPLITS},
-            "appearance_acc": round(scores["appearance"]["mc_accuracy"], 1),
-            "motion_acc": round(scores["motion"]["mc_accuracy"], 1),
-            "twin_acc": round(scores["order"]["mc_accuracy"], 1),
-            "trainable_params": counts["trainable"], "total_params": counts["total"],
-            "gflops_per_clip": round(flops_per_clip(model, profile.num_frames) / 1e9, 3),
-            "train_s": round(train_s, 1),
-            "twin_by_kind": scores["order"]["by_kind"]}   # JSON only: per event kind of the twin pair
+    """One row, trained now (nothing read from a cached run): :func:`workbench.tasks.retrieval.train_and_score`
+    without its cache. ``text_head``: add the text-side head (None: the strategy's default, off)."""
+    return train_and_score(name, backbone, prepared, profile, seed, hard_negatives=hard_negatives,
+                           text_head=text_head, cache=False, progress=progress)[1]
 
 
 def run_bench(profile: str | Profile = "cpu", out: Path | None = None, strategies: list[str] | None = None,
