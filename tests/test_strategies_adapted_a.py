@@ -195,6 +195,28 @@ def test_temporal_strategies_tell_twins_apart(tiny, clips, name, cfg):
     assert min(log["losses"]) < ORDER_BLIND_FLOOR  # below what any order-blind model can reach
 
 
+def test_extra_motion_trains_the_same_from_cached_frame_features(tiny, clips, monkeypatch):
+    """Its ILFM features are frozen, so training reads them from the cache (frozen_frame_features)
+    and runs only the motion stream on pixels: the same run as re-encoding every step."""
+    backbone = tiny[0]
+    with torch.no_grad():
+        features = backbone.encode_frames(backbone.preprocess(clips.frames))
+    cached = replace(clips, features=features)
+    runs = []
+    for data in (clips, cached):
+        if data is cached:   # from here on the ILFM must not run at all
+            monkeypatch.setattr(backbone, "encode_frames", lambda *a, **k: pytest.fail("ILFM re-encoded"))
+        torch.manual_seed(0)
+        model = create_strategy("extra-motion", backbone)
+        log = train_retrieval(model, data, replace(TRAIN, steps=10), progress=False)
+        runs.append((log["losses"], {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}))
+    (losses, pixels), (losses_cached, from_cache) = runs
+    assert np.allclose(losses, losses_cached, atol=1e-5)
+    assert all(torch.allclose(pixels[n], from_cache[n], atol=1e-5) for n in pixels)
+    with pytest.raises(NotImplementedError):   # a strategy whose ILFM features change cannot
+        create_strategy("lora", backbone).encode_video_with_features(clips.frames[:1].float(), features[:1])
+
+
 def test_lora_alone_learns_appearance_but_not_order(tiny, clips):
     before, after, log, object_before, object_after = _train(tiny, clips, "lora")
     assert before["twin_accuracy"] == after["twin_accuracy"] == 50.0  # per-frame updates, mean pooled

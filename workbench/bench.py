@@ -44,8 +44,10 @@ def prepare(profile: Profile, backbone, seed: int = 0, cache_root: Path | None =
 
 
 def train_config(profile: Profile, model, hard_negatives: bool, seed: int) -> TrainConfig:
-    """One budget per input level: feature-level heads are cheap, pixel-level ones run the ILFM."""
-    steps = profile.train_steps if model.input_level == "features" else profile.pixel_train_steps
+    """One budget per input level: feature-level heads are cheap, pixel-level ones run the ILFM
+    (unless their ILFM features are frozen and come from the cache: ``frozen_frame_features``)."""
+    cheap = model.input_level == "features" or model.frozen_frame_features
+    steps = profile.train_steps if cheap else profile.pixel_train_steps
     rates = {"backbone_lr": model.backbone_lr} if model.backbone_lr else {}   # e.g. LoRA's factors
     return TrainConfig(steps=steps, batch_size=profile.batch_size, hard_negatives=hard_negatives,
                        seed=seed, checkpoint_every=0, **rates)

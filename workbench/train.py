@@ -276,6 +276,8 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
     use_features = core.input_level == "features"
     if use_features and data.features is None:
         raise ValueError(f"{core.name} trains on cached frame features: set data.features first")
+    # a pixel-level strategy whose ILFM features are frozen reads them from the cache (base.py)
+    beside_pixels = not use_features and core.frozen_frame_features and data.features is not None
     text_cache = _frozen_text_encoder(core) if core.text_is_frozen else None
     model.train()
     bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps,
@@ -300,11 +302,12 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
         with accelerator.autocast():
             inputs = (data.features[local] if use_features
                       else core.backbone.preprocess(data.frames[local])).to(accelerator.device)
+            cached = data.features[local].to(accelerator.device) if beside_pixels else None
             # Through the (DDP-wrapped) forward, so gradients are synchronised across processes.
             if text_cache is not None:
-                video, text = model(inputs), text_cache(texts)
+                video, text = model(inputs, features=cached), text_cache(texts)
             else:
-                video, text = model(inputs, texts)
+                video, text = model(inputs, texts, features=cached)
             if world > 1:
                 video = gather_batch(video, len(index), accelerator)
             loss = contrastive_loss(video, text, texts, captions, core.logit_scale)

@@ -11,6 +11,11 @@ Two levels of input, so frozen strategies never re-encode frames:
   cache (:mod:`workbench.data.features`) and calls :meth:`VideoTextModel.pool` directly.
 - ``input_level = "pixels"``: the strategy needs the frames themselves (side networks, adapters,
   LoRA, prompts, fine-tuning): :meth:`VideoTextModel.encode_video` on ``[B,T,3,H,W]``.
+
+A pixel-level strategy whose own stream reads pixels but whose ILFM features are the frozen
+backbone's unchanged (``frozen_frame_features = True``: the extra-models leaf's motion stream) also
+implements :meth:`VideoTextModel.encode_video_with_features`; training then takes those features
+from the cache and runs only the strategy's own stream on the pixels, at the feature-level budget.
 """
 from __future__ import annotations
 
@@ -91,6 +96,7 @@ class VideoTextModel(nn.Module):
     reference: ClassVar[str] = ""        # the method it follows, e.g. "ST-Adapter (NeurIPS 2022)"
     temporal: ClassVar[bool] = False     # does it model frame order at all?
     input_level: ClassVar[str] = "pixels"  # "features" or "pixels" (see module docstring)
+    frozen_frame_features: ClassVar[bool] = False  # pixels for its own stream, cached ILFM features (docstring)
     order: ClassVar[int] = 50            # position in listings (survey order)
     text_head_default: ClassVar[bool] = False  # create_strategy adds the text-side head (text_head.py)
     backbone_lr: ClassVar[float | None] = None  # its rate for the ILFM weights it trains (None: TrainConfig's)
@@ -138,13 +144,25 @@ class VideoTextModel(nn.Module):
         """What this strategy changes; everything else stays as the ILFM had it."""
         return [p for p in self.parameters() if p.requires_grad]
 
-    def forward(self, inputs: torch.Tensor, texts: list[str] | None = None):
+    def encode_video_with_features(self, frames: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """[B,T,3,H,W] frames and their frozen frame features [B,T,D] -> [B,D] (strategies with
+        ``frozen_frame_features``; the others never get here)."""
+        raise NotImplementedError(f"{self.name} does not read cached frame features beside its pixels")
+
+    def forward(self, inputs: torch.Tensor, texts: list[str] | None = None,
+                features: torch.Tensor | None = None):
         """Training entry (so DDP sees every trainable parameter used).
 
         ``inputs`` are frames [B,T,3,H,W] or, for feature-level strategies, frozen frame features
-        [B,T,D]. Returns the video embeddings, and with ``texts`` also the text embeddings.
+        [B,T,D]; ``features``: the frames' cached frozen features, for ``frozen_frame_features``
+        strategies. Returns the video embeddings, and with ``texts`` also the text embeddings.
         """
-        video = self.pool(inputs) if inputs.dim() == 3 else self.encode_video(inputs)
+        if inputs.dim() == 3:
+            video = self.pool(inputs)
+        elif features is not None:
+            video = self.encode_video_with_features(inputs, features)
+        else:
+            video = self.encode_video(inputs)
         return video if texts is None else (video, self.encode_text(texts))
 
     def is_pretrained_weight(self, name: str) -> bool:

@@ -13,7 +13,9 @@ pooling of the frozen CLIP frames.
 
 Signed differences see the direction of change (a clip's reversal negates and reverses them) and
 the temporal convolution sees their order, so the strategy is temporal. The ILFM stays frozen;
-the motion encoder and the fusion train.
+the motion encoder and the fusion train. Because the ILFM's frame features are its frozen ones,
+training reads them from the feature cache (``frozen_frame_features``) and runs only the motion
+stream on the pixels: a step costs a small CNN on 32x32 differences, not an ILFM forward.
 """
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ class ExtraMotion(VideoTextModel):
     reference = "two-stream motion encoder fused with frozen CLIP (UniFormerV2, ICCV 2023; Cap4Video, CVPR 2023)"
     temporal = True
     input_level = "pixels"
+    frozen_frame_features = True
     order = 30
 
     def __init__(self, backbone, **cfg) -> None:
@@ -79,7 +82,11 @@ class ExtraMotion(VideoTextModel):
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         """[B,T,3,H,W] -> [B,D]: frozen CLIP appearance (mean over frames) plus learned motion."""
-        appearance = self.pool(self.frame_features(frames))    # [B,D], unit norm
+        return self.encode_video_with_features(frames, self.frame_features(frames))
+
+    def encode_video_with_features(self, frames: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """The same from the frames' frozen CLIP features [B,T,D] (e.g. cached) and the frames."""
+        appearance = self.pool(features.to(self.fuse.weight.dtype))    # [B,D], unit norm
         if frames.shape[1] < 2:
             return appearance  # a single frame has no motion
         return F.normalize(appearance + self.fuse(self.motion(frames)), dim=-1)
