@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from workbench.backbones.openclip import load_backbone
 from workbench.backbones.taps import attention_weights
 from workbench.strategies import create_strategy, flops_per_clip, list_strategies
-from workbench.tasks.retrieval import evaluate_retrieval
+from workbench.tasks.retrieval import embed_videos, evaluate_retrieval
 from workbench.train import RetrievalData, TrainConfig, load_trainable, train_retrieval
 
 NAMES = ["full-finetune", "partial-lastk", "partial-layernorm", "partial-bitfit", "extra-motion", "lora",
@@ -209,10 +209,12 @@ def test_extra_motion_trains_the_same_from_cached_frame_features(tiny, clips, mo
         torch.manual_seed(0)
         model = create_strategy("extra-motion", backbone)
         log = train_retrieval(model, data, replace(TRAIN, steps=10), progress=False)
-        runs.append((log["losses"], {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}))
-    (losses, pixels), (losses_cached, from_cache) = runs
+        runs.append((log["losses"], {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
+                     embed_videos(model, data)))   # evaluation reads the cache too
+    (losses, pixels, videos), (losses_cached, from_cache, videos_cached) = runs
     assert np.allclose(losses, losses_cached, atol=1e-5)
     assert all(torch.allclose(pixels[n], from_cache[n], atol=1e-5) for n in pixels)
+    assert torch.allclose(videos, videos_cached, atol=1e-4)
     with pytest.raises(NotImplementedError):   # a strategy whose ILFM features change cannot
         create_strategy("lora", backbone).encode_video_with_features(clips.frames[:1].float(), features[:1])
 

@@ -207,10 +207,16 @@ def screenshots(url: str, out: str | Path, width: int = 1200, height: int = 860)
 
     out, shots = Path(out), []
 
-    def shoot(page: Chromium, name: str) -> None:
+    def shoot(page: Chromium, name: str, tall: int | None = None) -> None:
+        """Shoot the page; with ``tall``, at that viewport height (then back) so the tab fits."""
+        if tall:
+            page.resize(width, tall)
+            time.sleep(3)
         path = page.screenshot(out / f"{name}.png")
         Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)
         shots.append(path)
+        if tall:
+            page.resize(width, height)
 
     with Chromium(width, height) as page:
         page.goto(url)
@@ -234,18 +240,12 @@ def screenshots(url: str, out: str | Path, width: int = 1200, height: int = 860)
         page.click("g-run")
         page.wait_for("document.querySelector('#g-note').innerText.includes('IoU')", timeout=120)
         page.wait_for("document.querySelector('#g-span video') !== null", timeout=60)
-        page.resize(width, 1680)
-        time.sleep(3)
-        shoot(page, "grounding")
-        page.resize(width, height)
+        shoot(page, "grounding", tall=1680)
         page.open_tab("Attention")
         page.wait_for("document.querySelector('#a-query textarea, #a-query input').value.length > 0", timeout=60)
         page.click("a-run")
         page.wait_for("document.querySelector('#a-note').innerText.includes('%')", timeout=120)
-        page.resize(width, 1460)
-        time.sleep(3)
-        shoot(page, "attention")
-        page.resize(width, height)
+        shoot(page, "attention", tall=1460)
         page.open_tab("Strategy lab")
         page.click("lab-run")
         page.wait_for("document.querySelector('#lab-table').innerText.includes('prompt-visual')", timeout=600)

@@ -18,15 +18,18 @@ from ..train import RetrievalData
 
 @torch.no_grad()
 def embed_videos(model, data: RetrievalData, batch_size: int = 32) -> torch.Tensor:
-    """Normalised video embeddings [N,D]; feature-level strategies use ``data.features``."""
+    """Normalised video embeddings [N,D]; feature-level strategies use ``data.features``, and so do
+    ``frozen_frame_features`` ones for their ILFM part (only their own stream reads the pixels)."""
     model.eval()
     out = []
     for start in range(0, len(data), batch_size):
-        if model.input_level == "features" and data.features is not None:
-            out.append(model.pool(data.features[start:start + batch_size].to(model.backbone.device)))
+        cached = data.features[start:start + batch_size].to(model.backbone.device) if data.features is not None else None
+        if model.input_level == "features" and cached is not None:
+            out.append(model.pool(cached))
         else:
-            frames = data.frames[start:start + batch_size].to(model.backbone.device)
-            out.append(model.encode_video(model.backbone.preprocess(frames)))
+            frames = model.backbone.preprocess(data.frames[start:start + batch_size].to(model.backbone.device))
+            out.append(model.encode_video_with_features(frames, cached) if model.frozen_frame_features
+                       and cached is not None else model.encode_video(frames))
     return torch.cat(out).float().cpu()
 
 
@@ -109,11 +112,6 @@ def multiple_choice_credit(model, data: RetrievalData, items) -> list[float]:
         best = torch.nonzero(scores == scores.max()).flatten().tolist()
         credit.append(1.0 / len(best) if item.answer in best else 0.0)
     return credit
-
-
-def multiple_choice_accuracy(model, data: RetrievalData, items) -> float:
-    """% of items whose true caption scores highest among its candidates (ties share credit)."""
-    return 100.0 * float(np.mean(multiple_choice_credit(model, data, items)))
 
 
 def evaluate_splits(model, splits: dict) -> dict:
