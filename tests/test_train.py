@@ -79,6 +79,20 @@ def test_order_head_learns_twins_with_hard_negatives(backbone):
     assert evaluate_retrieval(model, data)["twin_accuracy"] >= 90.0
 
 
+def test_max_epochs_caps_the_steps_of_a_small_training_set(backbone):
+    data = synthetic_twins(backbone)                       # 12 pairs: 3 steps of 8 make 2 epochs
+    cfg = TrainConfig(steps=1000, batch_size=8, warmup=2, max_epochs=2)
+    log = train_retrieval(OrderHead(backbone), data, cfg, progress=False)
+    assert log["steps"] == 3 and len(log["losses"]) == 3
+    # the profiles' budgets carry the cap; a large set keeps the whole budget
+    from workbench.bench import MAX_EPOCHS, train_config
+    from workbench.config import get_profile
+    from workbench.train import sized_to
+    cpu = train_config(get_profile("cpu"), OrderHead(backbone), True, 0)
+    assert cpu.max_epochs == MAX_EPOCHS
+    assert sized_to(cpu, 6400).steps == cpu.steps and sized_to(cpu, 183).steps < cpu.steps / 10
+
+
 def test_resume_gives_the_same_parameters(backbone, tmp_path):
     data = synthetic_twins(backbone)
     cfg = TrainConfig(steps=10, batch_size=8, checkpoint_every=4, warmup=2)

@@ -43,14 +43,20 @@ def prepare(profile: Profile, backbone, seed: int = 0, cache_root: Path | None =
     return {"train": train, "splits": splits, "cache": cache}
 
 
+MAX_EPOCHS = 50   # cpu retrieval: 4,000 steps x 32 = 20 epochs of 6,400 clips, so only small tasks are capped
+
+
 def train_config(profile: Profile, model, hard_negatives: bool, seed: int) -> TrainConfig:
     """One budget per input level: feature-level heads are cheap, pixel-level ones run the ILFM
-    (unless their ILFM features are frozen and come from the cache: ``frozen_frame_features``)."""
+    (unless their ILFM features are frozen and come from the cache: ``frozen_frame_features``).
+    At most :data:`MAX_EPOCHS` passes over the training set (:func:`workbench.train.sized_to`):
+    the budgets are sized for ShapesWorld retrieval, and a task with a few hundred pairs overfits
+    on them."""
     cheap = model.input_level == "features" or model.frozen_frame_features
     steps = profile.train_steps if cheap else profile.pixel_train_steps
     rates = {"backbone_lr": model.backbone_lr} if model.backbone_lr else {}   # e.g. LoRA's factors
     return TrainConfig(steps=steps, batch_size=profile.batch_size, hard_negatives=hard_negatives,
-                       seed=seed, checkpoint_every=0, **rates)
+                       seed=seed, checkpoint_every=0, max_epochs=MAX_EPOCHS, **rates)
 
 
 def bench_strategy(name: str, backbone, prepared: dict, profile: Profile, hard_negatives: bool = True,
