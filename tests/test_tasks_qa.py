@@ -13,8 +13,8 @@ from workbench.data.formats import read_dataset
 from workbench.data.shapes.clips import make_clips
 from workbench.data.video import write_video
 from workbench.strategies import create_strategy
-from workbench.tasks.base import get_task, with_features
-from workbench.tasks.qa import statement
+from workbench.tasks.base import HeadConfig, fit_head, get_task, with_features
+from workbench.tasks.qa import SEGMENTS, QAHead, segment_spans, statement
 from workbench.train import TrainConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
@@ -55,6 +55,39 @@ def test_zero_shot_beats_chance_and_a_trained_head_beats_zero_shot(shapes, backb
     log = task.train(model, data, TrainConfig(steps=1, batch_size=8))
     trained = task.evaluate(data.eval, task.predict(model, data.eval, log["head"]))
     assert trained["accuracy"] >= zero["accuracy"] + 8, (zero, trained)  # measured ~60
+
+
+def test_an_untrained_qa_head_scores_exactly_as_zero_shot(shapes, backbone):
+    task, data = shapes
+    model = create_strategy("post-transformer", backbone)
+    zero = task.zero_shot(model, data.eval)
+    fresh = task.predict(model, data.eval, task.make_head(model, data))
+    assert (zero["prediction"] == fresh["prediction"]).all()
+    assert segment_spans(8) == [(0, 8), (0, 4), (4, 8), (0, 2), (6, 8)] and len(SEGMENTS) == 5
+
+
+def test_the_question_decides_where_the_head_looks():
+    """"What happens first" and "what happens last" of the same videos: the statements differ only in
+    the event, so one pooled video vector scores both questions alike (50 %); the head learns from
+    the question which segment to read."""
+    g = torch.Generator().manual_seed(0)
+    dim, n = 32, 64
+    first_q, last_q = torch.nn.functional.normalize(torch.randn(2, dim, generator=g), dim=-1)
+    events = torch.nn.functional.normalize(torch.randn(n, 2, dim, generator=g), dim=-1)     # [video, (A, B)]
+    a, b = events[:, 0], events[:, 1]
+    whole = torch.nn.functional.normalize(a + b, dim=-1)
+    segments = torch.stack([whole, a, b, a, b], 1).repeat(2, 1, 1)                        # [2n,S,D]
+    questions = torch.cat([first_q.expand(n, -1), last_q.expand(n, -1)])
+    choices = torch.stack([a, b], 1).repeat(2, 1, 1)                                       # [2n,2,D]
+    answers = torch.cat([torch.zeros(n), torch.ones(n)]).long()
+    head = QAHead(dim, scale=10.0)
+    accuracy = lambda: float((head.score(questions, segments, choices).argmax(1) == answers).float().mean())
+    assert abs(accuracy() - 0.5) <= 0.1     # untrained: (A+B).A == (A+B).B, so both questions get one answer
+    fit_head(head, lambda h: torch.nn.functional.cross_entropy(h.score(questions, segments, choices), answers),
+             HeadConfig(steps=150, lr=1e-2))
+    assert accuracy() >= 0.95
+    w_first, w_last = head.weights(torch.stack([first_q, last_q])).detach()
+    assert w_first[1] > w_last[1] and w_last[2] > w_first[2]   # first looks at the first half, last at the second
 
 
 def test_nextqa_fixture_loads_and_writes_eval_mc_predictions(backbone, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .config import CACHE_DIR, Profile, get_profile, seed_everything
+from .config import CACHE_DIR, DEFAULT_MODEL, MODELS_DIR, REPO_ROOT, Profile, get_profile, seed_everything
 from .data.features import FeatureCache
 from .strategies import create_strategy, list_strategies
 from .tasks.retrieval import shapes_retrieval_data, train_and_score
@@ -124,6 +124,28 @@ def task_data(task, profile: Profile, backbone, seed: int = 0, data: Path | None
         if split is not None:
             with_features(split.videos, backbone, split.videos.frames.shape[1])
     return loaded
+
+
+SHIPPED = REPO_ROOT / "benchmarks" / "results"   # tables committed with the repo, made by `workbench bench`
+
+
+def shipped_rows(profile: Profile | str, backbone, task: str = "retrieval") -> dict[str, dict]:
+    """The committed table of ``task`` at ``profile`` (``benchmarks/results/strategies-<profile>``
+    for retrieval, ``tasks-<profile>/bench-<task>.json`` otherwise), by strategy name, each row
+    with its ``source``; empty unless ``backbone`` is the embedded default the tables were
+    measured with. Chapters show these rows for strategies their time budget cannot train."""
+    name = getattr(profile, "name", profile)
+    if backbone.name != f"local-dir:{MODELS_DIR / DEFAULT_MODEL}":
+        return {}
+    path = (SHIPPED / f"strategies-{name}" / "bench.json" if task == "retrieval"
+            else SHIPPED / f"tasks-{name}" / f"bench-{task}.json")
+    if not path.exists():
+        return {}
+    payload = json.loads(path.read_text())
+    if payload["meta"]["profile"] != name or not payload["meta"]["backbone"].endswith(f"/models/{DEFAULT_MODEL}"):
+        return {}
+    source = f"{path.relative_to(REPO_ROOT)} (shipped)"
+    return {row["strategy"]: {**row, "source": source} for row in payload["rows"]}
 
 
 def _flat(result: dict, prefix: str = "") -> dict:

@@ -11,9 +11,15 @@ any other question falls back to "question answer".
 Trained, in two stages (as in :mod:`~workbench.tasks.recognition`):
 1. the strategy learns with the one contrastive loop on (video, right statement) pairs, the
    wrong answers' statements being the hard negatives;
-2. a :class:`~workbench.tasks.base.PairHead` (zero-initialised residual maps on the video and
-   the text side: it starts at zero-shot) is fit with cross-entropy over each question's
-   choices, on cached embeddings.
+2. a :class:`QAHead` is fit with cross-entropy over each question's choices, on cached
+   embeddings: a :class:`~workbench.tasks.base.PairHead` (zero-initialised residual maps on the
+   video and the text side) whose video side is *where the question looks*. The strategy embeds
+   :data:`SEGMENTS` of the video (the whole, each half, the first and last quarter) and the
+   question's own text embedding weighs them, as temporal-attention QA heads do (cf. Buch et
+   al.'s ATP, CVPR 2022, which picks one frame per question). One pooled vector cannot answer
+   both "what happens first" and "what happens last" of the same video when the statements
+   differ only in their event; a question that looks at the start (or the end) can. The
+   weights start at zero, so an untrained head scores exactly as zero-shot.
 
 Accuracy is reported overall and per question type (``metrics.qa_accuracy``). ShapesWorld's
 types are ``count``, ``colour``, ``direction`` and ``order`` ("what happens first / last": only
@@ -31,10 +37,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .. import metrics
 from .base import (HeadConfig, PairHead, Split, Task, TaskData, decode_records, fit_head, register_task,
                    render_clips, save_json, text_embeddings, train_strategy, video_embeddings)
+from .temporal_grounding import embed_spans
+
+# Parts of a video the trained head can look at, as fractions of its length: the whole video
+# first (the zero-shot embedding), then the halves and the first and last quarter.
+SEGMENTS = ((0.0, 1.0), (0.0, 0.5), (0.5, 1.0), (0.0, 0.25), (0.75, 1.0))
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,48 @@ def statement(question: str, answer: str) -> str:
 
 def statements(items: list[QAItem]) -> list[list[str]]:
     return [[statement(it.question, c) for c in it.choices] for it in items]
+
+
+def segment_spans(num_frames: int) -> list[tuple[int, int]]:
+    """:data:`SEGMENTS` as frame spans [s, e) of a ``num_frames``-frame video (at least one frame each)."""
+    spans = []
+    for lo, hi in SEGMENTS:
+        s = min(num_frames - 1, int(round(lo * num_frames)))
+        spans.append((s, max(s + 1, int(round(hi * num_frames)))))
+    return spans
+
+
+def segment_embeddings(model, videos) -> torch.Tensor:
+    """``[N,S,D]``: the strategy's normalised embedding of every :data:`SEGMENTS` span of every
+    video, each span resampled to the video's frame count (the clip length the strategy saw)."""
+    num_frames = videos.frames.shape[1]
+    spans = segment_spans(num_frames)
+    return torch.stack([embed_spans(model, videos, row, spans, num_frames) for row in range(len(videos))])
+
+
+class QAHead(PairHead):
+    """A :class:`PairHead` whose video side depends on the question: ``v = v_whole + sum_s w_s(q) v_s``
+    over the strategy's :data:`SEGMENTS` embeddings, ``w = MLP(question embedding)`` with a
+    zero-initialised output (so the untrained head is zero-shot)."""
+
+    def __init__(self, dim: int, scale: float, segments: int = len(SEGMENTS), hidden: int = 64):
+        super().__init__(dim, scale)
+        self.where = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, segments))
+        nn.init.zeros_(self.where[-1].weight)
+        nn.init.zeros_(self.where[-1].bias)
+
+    def weights(self, question: torch.Tensor) -> torch.Tensor:
+        """[Q,D] question embeddings -> [Q,S] segment weights (added to the whole video's one)."""
+        return self.where(question)
+
+    def look(self, question: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+        """[Q,D], [Q,S,D] -> [Q,D] the video as this question sees it (normalised, mapped)."""
+        return self.embed_video(segments[:, 0] + (self.weights(question)[..., None] * segments).sum(1))
+
+    def score(self, question: torch.Tensor, segments: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
+        """[Q,D], [Q,S,D], [Q,C,D] choice statements -> [Q,C] logits."""
+        return self.log_scale.exp() * torch.einsum("qd,qcd->qc", self.look(question, segments),
+                                                   self.embed_text(choices))
 
 
 @register_task("qa")
@@ -133,20 +187,31 @@ class QA(Task):
                         {"chance": 100.0 / max(choices)})
 
     # -- models --------------------------------------------------------------------------
-    def predict(self, model, split: Split, head: PairHead | None = None):
-        video = video_embeddings(model, split.videos)
+    def predict(self, model, split: Split, head: QAHead | None = None):
         texts = statements(split.items)
-        flat = [t for row in texts for t in row]
-        distinct = list(dict.fromkeys(flat))
+        distinct = list(dict.fromkeys(t for row in texts for t in row))
         column = {t: i for i, t in enumerate(distinct)}
         text = text_embeddings(model, distinct)
-        with torch.no_grad():
-            if head is not None:
-                video, text = head.embed_video(video), head.embed_text(text)
         scores = np.full((len(split.items), max(len(r) for r in texts)), -np.inf, dtype=np.float32)
-        for k, (item, row) in enumerate(zip(split.items, texts)):
-            scores[k, :len(row)] = (text[[column[t] for t in row]] @ video[item.video]).numpy()
+        if head is None:
+            video = video_embeddings(model, split.videos)
+            for k, (item, row) in enumerate(zip(split.items, texts)):
+                scores[k, :len(row)] = (text[[column[t] for t in row]] @ video[item.video]).numpy()
+            return {"scores": scores, "prediction": scores.argmax(1)}
+        segments = segment_embeddings(model, split.videos)
+        questions = self.question_embeddings(model, split.items)
+        with torch.no_grad():
+            for k, (item, row) in enumerate(zip(split.items, texts)):
+                scores[k, :len(row)] = head.score(questions[k:k + 1], segments[item.video][None],
+                                                  text[[column[t] for t in row]][None])[0].numpy()
         return {"scores": scores, "prediction": scores.argmax(1)}
+
+    @staticmethod
+    def question_embeddings(model, items: list[QAItem]) -> torch.Tensor:
+        """[Q,D]: each item's question through the strategy's text side (distinct ones encoded once)."""
+        distinct = list(dict.fromkeys(it.question for it in items))
+        row = {q: i for i, q in enumerate(distinct)}
+        return text_embeddings(model, distinct)[[row[it.question] for it in items]]
 
     def train(self, model, data: TaskData, cfg, run_dir=None, progress=False,
               head_cfg: HeadConfig | None = None) -> dict:
@@ -159,7 +224,8 @@ class QA(Task):
         right = [row[it.answer] for it, row in zip(items, texts)]
         wrong = [[t for j, t in enumerate(row) if j != it.answer] for it, row in zip(items, texts)]
         log = {"strategy": train_strategy(model, train.videos, rows, right, wrong, cfg, run_dir, progress)}
-        video = video_embeddings(model, train.videos)[rows]                        # [Q,D]
+        segments = segment_embeddings(model, train.videos)[rows]                   # [Q,S,D]
+        questions = self.question_embeddings(model, items)                          # [Q,D]
         n = len(texts[0])
         if any(len(r) != n for r in texts):
             raise ValueError("every training question needs the same number of choices")
@@ -168,15 +234,14 @@ class QA(Task):
         head = self.make_head(model, data)
 
         def loss(h):
-            logits = h.log_scale.exp() * torch.einsum("qd,qcd->qc", h.embed_video(video), h.embed_text(text))
-            return F.cross_entropy(logits, answers)
+            return F.cross_entropy(h.score(questions, segments, text), answers)
 
         log["head_fit"] = fit_head(head, loss, head_cfg or HeadConfig())
         log["head"] = head
         return log
 
-    def make_head(self, model, data: TaskData) -> PairHead:
-        return PairHead(model.backbone.embed_dim, model.logit_scale)
+    def make_head(self, model, data: TaskData) -> QAHead:
+        return QAHead(model.backbone.embed_dim, model.logit_scale)
 
     # -- scores and files ----------------------------------------------------------------
     def evaluate(self, split: Split, predictions) -> dict:
