@@ -130,22 +130,32 @@ SHIPPED = REPO_ROOT / "benchmarks" / "results"   # tables committed with the rep
 
 
 def shipped_rows(profile: Profile | str, backbone, task: str = "retrieval") -> dict[str, dict]:
-    """The committed table of ``task`` at ``profile`` (``benchmarks/results/strategies-<profile>``
-    for retrieval, ``tasks-<profile>/bench-<task>.json`` otherwise), by strategy name, each row
-    with its ``source``; empty unless ``backbone`` is the embedded default the tables were
-    measured with. Chapters show these rows for strategies their time budget cannot train."""
+    """The committed table of ``task`` at ``profile``, by strategy name, each row with its
+    ``source``: ``strategies-<profile>/bench.json`` for the retrieval splits (:func:`run_bench`),
+    ``tasks-<profile>/bench-<task>.json`` for a task (:func:`run_task_bench`), and for the two
+    grounding tasks the "strategy + heads" rows of ``grounding-<profile>/grounding.json``
+    (``python -m workbench.tasks.st_grounding``). Empty unless ``backbone`` is the embedded
+    default the tables were measured with. Chapters show these rows for strategies their time
+    budget cannot train."""
     name = getattr(profile, "name", profile)
     if backbone.name != f"local-dir:{MODELS_DIR / DEFAULT_MODEL}":
         return {}
-    path = (SHIPPED / f"strategies-{name}" / "bench.json" if task == "retrieval"
-            else SHIPPED / f"tasks-{name}" / f"bench-{task}.json")
-    if not path.exists():
-        return {}
-    payload = json.loads(path.read_text())
-    if payload["meta"]["profile"] != name or not payload["meta"]["backbone"].endswith(f"/models/{DEFAULT_MODEL}"):
-        return {}
+    if task in ("temporal-grounding", "st-grounding"):
+        path = SHIPPED / f"grounding-{name}" / "grounding.json"
+        rows = json.loads(path.read_text()) if path.exists() else []
+        rows = [r for r in rows if r["mode"] == "strategy + heads"]
+    else:
+        path = (SHIPPED / f"strategies-{name}" / "bench.json" if task == "retrieval"
+                else SHIPPED / f"tasks-{name}" / f"bench-{task}.json")
+        if not path.exists():
+            return {}
+        payload = json.loads(path.read_text())
+        meta = payload["meta"]
+        if meta["profile"] != name or not meta["backbone"].endswith(f"/models/{DEFAULT_MODEL}"):
+            return {}
+        rows = payload["rows"]
     source = f"{path.relative_to(REPO_ROOT)} (shipped)"
-    return {row["strategy"]: {**row, "source": source} for row in payload["rows"]}
+    return {row["strategy"]: {**row, "source": source} for row in rows}
 
 
 def _flat(result: dict, prefix: str = "") -> dict:
