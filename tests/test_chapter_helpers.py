@@ -7,11 +7,11 @@ import torch
 
 from workbench.backbones import BackboneError, describe_config, load_backbone
 from workbench.backbones.card import held_out_probes, probe_scores, zero_shot_probes
-from workbench.bench import prepare
+from workbench.bench import SHIPPED, prepare, shipped_rows, train_or_ship
 from workbench.config import get_profile
 from workbench.figures import grouped_bars, line_curves, score_bars
-from workbench.tasks.base import get_task, run_folder, train_or_load
-from workbench.tasks.retrieval import train_and_score
+from workbench.tasks.base import get_task, run_cached, run_folder, train_or_load
+from workbench.tasks.retrieval import splits_run_cached, train_and_score
 
 PROFILE = get_profile("smoke")
 
@@ -53,6 +53,33 @@ def test_train_and_score_loads_the_same_row(backbone, tmp_path):
     assert {k: v for k, v in first.items() if k not in drop} == {k: v for k, v in again.items() if k not in drop}
     _, mean_pool = train_and_score("mean-pool", backbone, prepared, PROFILE, cache=False)
     assert mean_pool["twin_acc"] == 50.0 and mean_pool["trainable_params"] == 0
+
+
+def test_run_cached_says_whether_a_rerun_would_load(backbone, tmp_path, monkeypatch):
+    monkeypatch.setattr("workbench.config.CACHE_DIR", tmp_path)     # run_folder's default root
+    task = get_task("recognition")
+    data = task.shapes_data(PROFILE, backbone)
+    assert not run_cached("post-conv1d", "recognition", PROFILE, backbone)
+    train_or_load(task, "post-conv1d", backbone, data, PROFILE)
+    assert run_cached("post-conv1d", "recognition", PROFILE, backbone)
+    assert not run_cached("post-lstm", "recognition", PROFILE, backbone)
+    prepared = prepare(PROFILE, backbone, cache_root=tmp_path / "features")
+    assert not splits_run_cached("post-conv1d", PROFILE, backbone)
+    train_and_score("post-conv1d", backbone, prepared, PROFILE)
+    assert splits_run_cached("post-conv1d", PROFILE, backbone)
+    assert train_and_score("post-conv1d", backbone, prepared, PROFILE)[1]["loaded"]
+
+
+def test_chapters_read_the_shipped_table_for_what_they_do_not_train(backbone):
+    import json
+    table = {r["strategy"]: r for r in json.loads((SHIPPED / "strategies-cpu" / "bench.json").read_text())["rows"]}
+    models, rows = train_or_ship(["mean-pool", "side-evl", "no-such"], [], backbone, {}, get_profile("cpu"))
+    assert models == {} and [r["strategy"] for r in rows] == ["mean-pool", "side-evl"]
+    assert rows[1]["twin_acc"] == table["side-evl"]["twin_acc"] and "shipped" in rows[1]["source"]
+    assert set(shipped_rows("cpu", backbone, "qa")) >= {"mean-pool", "post-transformer"}
+    assert shipped_rows("cpu", backbone, "temporal-grounding")["post-transformer"]["mode"] == "strategy + heads"
+    other = type("Other", (), {"name": "ViT-B-32"})()           # another model: the tables do not apply
+    assert shipped_rows("cpu", other) == {} and shipped_rows("smoke", backbone) == {}
 
 
 def test_run_folder_separates_weights_strategies_and_profiles(backbone):

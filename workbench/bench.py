@@ -158,6 +158,26 @@ def shipped_rows(profile: Profile | str, backbone, task: str = "retrieval") -> d
     return {row["strategy"]: {**row, "source": source} for row in rows}
 
 
+def train_or_ship(names: list[str], trained: list[str], backbone, prepared: dict, profile: Profile,
+                  seed: int = 0) -> tuple[dict, list[dict]]:
+    """A chapter's strategy table on the retrieval splits: the strategies in ``trained`` through
+    :func:`~workbench.tasks.retrieval.train_and_score` (trained now or loaded from its cache), the
+    other ``names`` as the shipped table's rows (:func:`shipped_rows`; left out where there is none).
+    Returns ``(models, rows)``; each row has ``source`` and ``how`` (what happened, in words)."""
+    shipped = shipped_rows(profile, backbone)
+    models, rows = {}, []
+    for name in names:
+        if name not in trained:
+            if name in shipped:
+                rows.append({**shipped[name], "how": f"from {shipped[name]['source']}"})
+            continue
+        models[name], row = train_and_score(name, backbone, prepared, profile, seed=seed)
+        how = ("nothing to train" if not row["trainable_params"] else "loaded from the cache" if row["loaded"]
+               else f"trained now: {row['steps']} steps, {row['train_s']} s")
+        rows.append({**row, "source": "cache/runs" if row["loaded"] else "this notebook", "how": how})
+    return models, rows
+
+
 def _flat(result: dict, prefix: str = "") -> dict:
     """Numbers of an evaluate() dict, per-type dicts flattened (``per_type`` -> the type names)."""
     out = {}

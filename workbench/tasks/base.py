@@ -360,6 +360,11 @@ def run_folder(strategy: str, task: str, profile, backbone, seed: int = 0, root:
 TRAIN_LOG = "train.json"   # written last: its presence marks a finished train_or_load run
 
 
+def run_cached(strategy: str, task: str, profile, backbone, seed: int = 0) -> bool:
+    """True when :func:`train_or_load` finished this run before (it would load, not train)."""
+    return (run_folder(strategy, task, profile, backbone, seed) / TRAIN_LOG).exists()
+
+
 def train_or_load(task: "Task", strategy: str, backbone, data: TaskData, profile, seed: int = 0,
                   run_dir: Path | None = None, progress: bool = False) -> dict:
     """Strategy ``strategy`` trained on ``task`` with its head — or loaded from a finished run.

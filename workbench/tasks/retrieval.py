@@ -72,7 +72,6 @@ def evaluate_retrieval(model, data: RetrievalData) -> dict:
 
 def clips_to_data(clips, size: int) -> RetrievalData:
     """ShapesWorld clips -> RetrievalData (frames rendered at the model's input size)."""
-    from ..data.video import preprocess_frames  # noqa: F401  (frames stay uint8 here)
 
     index = {c.clip_id: i for i, c in enumerate(clips)}
     frames = torch.from_numpy(np.stack([c.frames(size) for c in clips])).permute(0, 1, 4, 2, 3)
@@ -136,6 +135,20 @@ def evaluate_splits(model, splits: dict) -> dict:
     return out
 
 
+def splits_run_dir(name: str, profile, backbone, seed: int = 0, hard_negatives: bool = True,
+                   text_head: bool = False) -> Path:
+    """Where :func:`train_and_score` caches strategy ``name`` trained on the retrieval splits."""
+    from .base import run_folder
+
+    options = ("" if hard_negatives else "-no-hard-negatives") + ("-text-head" if text_head else "")
+    return run_folder(name, f"retrieval-splits{options}", profile, backbone, seed)
+
+
+def splits_run_cached(name: str, profile, backbone, seed: int = 0) -> bool:
+    """True when :func:`train_and_score` (default options) would load ``name`` instead of training it."""
+    return (splits_run_dir(name, profile, backbone, seed) / "state.json").exists()
+
+
 def train_and_score(name: str, backbone, prepared: dict, profile, seed: int = 0, run_dir: Path | None = None,
                     hard_negatives: bool = True, text_head: bool | None = None, cache: bool = True,
                     progress: bool = False) -> tuple:
@@ -158,7 +171,6 @@ def train_and_score(name: str, backbone, prepared: dict, profile, seed: int = 0,
     from ..config import seed_everything
     from ..strategies import create_strategy, flops_per_clip
     from ..train import train_retrieval
-    from .base import run_folder
 
     def fresh():
         seed_everything(seed)
@@ -167,8 +179,8 @@ def train_and_score(name: str, backbone, prepared: dict, profile, seed: int = 0,
     model = fresh()
     cfg = train_config(profile, model, hard_negatives, seed)
     if cache:
-        options = ("" if hard_negatives else "-no-hard-negatives") + ("-text-head" if model.text_head is not None else "")
-        run_dir = Path(run_dir or run_folder(name, f"retrieval-splits{options}", profile, backbone, seed))
+        run_dir = Path(run_dir or splits_run_dir(name, profile, backbone, seed, hard_negatives,
+                                                 model.text_head is not None))
     loaded = cache and (run_dir / "state.json").exists() and bool(model.trainable_parameters())
     try:
         log = train_retrieval(model, prepared["train"], cfg, run_dir=run_dir if cache else None, progress=progress)
