@@ -80,6 +80,8 @@ def test_chapters_read_the_shipped_table_for_what_they_do_not_train(backbone):
     assert shipped_rows("cpu", backbone, "temporal-grounding")["post-transformer"]["mode"] == "strategy + heads"
     other = type("Other", (), {"name": "ViT-B-32"})()           # another model: the tables do not apply
     assert shipped_rows("cpu", other) == {} and shipped_rows("smoke", backbone) == {}
+    # a profile rescaled with --clips-per-kind / --steps is not the shipped one
+    assert shipped_rows(get_profile("cpu", clips_per_kind=1200), backbone) == {}
 
 
 def test_run_folder_separates_weights_strategies_and_profiles(backbone):

@@ -66,3 +66,12 @@ def test_bench_writes_its_table_and_the_twin_pairs_kind_by_kind(tmp_path):
     # an order-blind model: exactly chance on every kind of twin pair, not only on average
     assert stored["twin_by_kind"]["grow/shrink"] == 50.0 and set(stored["twin_by_kind"].values()) == {50.0}
     assert "| mean-pool |" in (tmp_path / "bench.md").read_text() and (tmp_path / "bench.html").is_file()
+
+
+def test_bench_scales_the_profile_data_and_budget_from_the_command_line(tmp_path):
+    _ok(["bench", "--profile", "smoke", "--strategy", "post-conv1d", "--clips-per-kind", "2", "--steps", "3",
+         "--out", str(tmp_path)])
+    payload = json.loads((tmp_path / "bench.json").read_text())
+    (row,) = payload["rows"]
+    assert row["steps"] == 3 and payload["meta"]["clips_per_kind"] == 2 and payload["meta"]["train_steps"] == 3
+    assert "2 training clips per event kind, 3 / 4 steps" in (tmp_path / "bench.md").read_text()

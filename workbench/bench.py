@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .config import CACHE_DIR, DEFAULT_MODEL, MODELS_DIR, REPO_ROOT, Profile, get_profile, seed_everything
+from .config import CACHE_DIR, DEFAULT_MODEL, MODELS_DIR, PROFILES, REPO_ROOT, Profile, get_profile, seed_everything
 from .data.features import FeatureCache
 from .strategies import create_strategy, list_strategies
 from .tasks.retrieval import shapes_retrieval_data, train_and_score
@@ -100,10 +100,14 @@ def write_results(rows: list[dict], out: Path, profile: Profile, backbone) -> No
         writer.writeheader()
         writer.writerows(rows)
     meta = {"profile": profile.name, "backbone": backbone.name, "pretrained": backbone.pretrained,
-            "num_frames": profile.num_frames, "device": str(backbone.device),
+            "num_frames": profile.num_frames, "clips_per_kind": profile.clips_per_kind,
+            "train_steps": profile.train_steps, "pixel_train_steps": profile.pixel_train_steps,
+            "device": str(backbone.device),
             "threads": torch.get_num_threads()}
     (out / "bench.md").write_text(f"Profile `{profile.name}`, backbone `{backbone.name}`, "
-                                  f"{profile.num_frames} frames per clip.\n\n" + markdown_table(rows))
+                                  f"{profile.num_frames} frames per clip, {profile.clips_per_kind} training "
+                                  f"clips per event kind, {profile.train_steps} / {profile.pixel_train_steps} "
+                                  "steps (feature / pixel level).\n\n" + markdown_table(rows))
     (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     strategy_comparison(rows).write_html(out / "bench.html", include_plotlyjs="cdn")
 
@@ -152,6 +156,11 @@ def shipped_rows(profile: Profile | str, backbone, task: str = "retrieval") -> d
         payload = json.loads(path.read_text())
         meta = payload["meta"]
         if meta["profile"] != name or not meta["backbone"].endswith(f"/models/{DEFAULT_MODEL}"):
+            return {}
+        # a rescaled run (bench --clips-per-kind / --steps) is another table; older tables used the named profile
+        sizes = ("clips_per_kind", "train_steps", "pixel_train_steps")
+        made = {k: meta.get(k, getattr(PROFILES[name], k)) for k in sizes}
+        if isinstance(profile, Profile) and any(made[k] != getattr(profile, k) for k in sizes):
             return {}
         rows = payload["rows"]
     source = f"{path.relative_to(REPO_ROOT)} (shipped)"
@@ -304,5 +313,7 @@ def write_task_results(task_name: str, rows: list[dict], out: Path, profile: Pro
         f"{profile.num_frames} frames per clip; `zs_` columns are zero-shot, the others trained.\n\n"
         + task_markdown(rows))
     meta = {"task": task_name, "profile": profile.name, "backbone": backbone.name,
-            "num_frames": profile.num_frames, "device": str(backbone.device), "threads": torch.get_num_threads()}
+            "num_frames": profile.num_frames, "clips_per_kind": profile.clips_per_kind,
+            "train_steps": profile.train_steps, "pixel_train_steps": profile.pixel_train_steps,
+            "device": str(backbone.device), "threads": torch.get_num_threads()}
     (out / f"bench-{task_name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -164,10 +164,18 @@ def bench(
                                              help="Add the trainable text-side head (default: off)."),
     seed: int = typer.Option(0),
     task: str = typer.Option("retrieval", help=TASK_HELP + " Retrieval keeps its split-wise table."),
+    clips_per_kind: Optional[int] = typer.Option(None, help="Override the profile's training clips per event kind."),
+    steps: Optional[int] = typer.Option(None, help="Override the profile's step budget for feature-level strategies."),
 ):
     """Every strategy on a ShapesWorld task, side by side (retrieval: R@1 per split, twin accuracy,
-    params, FLOPs, time; other tasks: zero-shot and trained metrics -> bench-TASK.csv/.md/.json)."""
+    params, FLOPs, time; other tasks: zero-shot and trained metrics -> bench-TASK.csv/.md/.json).
+    ``--clips-per-kind`` / ``--steps`` scale one profile's data and budget (README: how the twin
+    accuracy of frozen-feature heads grows with both)."""
     from .bench import markdown_table, run_bench, run_task_bench, task_markdown
+    from .config import get_profile
+
+    overrides = {k: v for k, v in (("clips_per_kind", clips_per_kind), ("train_steps", steps)) if v is not None}
+    profile = get_profile(profile, **overrides)
 
     if task != "retrieval":
         rows = run_task_bench(task, profile, out, strategy or None, seed=seed)
