@@ -43,6 +43,11 @@ def prepare(profile: Profile, backbone, seed: int = 0, cache_root: Path | None =
     return {"train": train, "splits": splits, "cache": cache}
 
 
+def profile_sizes(profile: Profile) -> dict:
+    """The sizes ``workbench bench --clips-per-kind / --steps`` can change, as recorded with a table."""
+    return {k: getattr(profile, k) for k in ("clips_per_kind", "train_steps", "pixel_train_steps")}
+
+
 MAX_EPOCHS = 50   # cpu retrieval: 4,000 steps x 32 = 20 epochs of 6,400 clips, so only small tasks are capped
 
 
@@ -100,8 +105,7 @@ def write_results(rows: list[dict], out: Path, profile: Profile, backbone) -> No
         writer.writeheader()
         writer.writerows(rows)
     meta = {"profile": profile.name, "backbone": backbone.name, "pretrained": backbone.pretrained,
-            "num_frames": profile.num_frames, "clips_per_kind": profile.clips_per_kind,
-            "train_steps": profile.train_steps, "pixel_train_steps": profile.pixel_train_steps,
+            "num_frames": profile.num_frames, **profile_sizes(profile),
             "device": str(backbone.device),
             "threads": torch.get_num_threads()}
     (out / "bench.md").write_text(f"Profile `{profile.name}`, backbone `{backbone.name}`, "
@@ -158,9 +162,8 @@ def shipped_rows(profile: Profile | str, backbone, task: str = "retrieval") -> d
         if meta["profile"] != name or not meta["backbone"].endswith(f"/models/{DEFAULT_MODEL}"):
             return {}
         # a rescaled run (bench --clips-per-kind / --steps) is another table; older tables used the named profile
-        sizes = ("clips_per_kind", "train_steps", "pixel_train_steps")
-        made = {k: meta.get(k, getattr(PROFILES[name], k)) for k in sizes}
-        if isinstance(profile, Profile) and any(made[k] != getattr(profile, k) for k in sizes):
+        made = {k: meta.get(k, v) for k, v in profile_sizes(PROFILES[name]).items()}
+        if isinstance(profile, Profile) and made != profile_sizes(profile):
             return {}
         rows = payload["rows"]
     source = f"{path.relative_to(REPO_ROOT)} (shipped)"
@@ -313,7 +316,6 @@ def write_task_results(task_name: str, rows: list[dict], out: Path, profile: Pro
         f"{profile.num_frames} frames per clip; `zs_` columns are zero-shot, the others trained.\n\n"
         + task_markdown(rows))
     meta = {"task": task_name, "profile": profile.name, "backbone": backbone.name,
-            "num_frames": profile.num_frames, "clips_per_kind": profile.clips_per_kind,
-            "train_steps": profile.train_steps, "pixel_train_steps": profile.pixel_train_steps,
+            "num_frames": profile.num_frames, **profile_sizes(profile),
             "device": str(backbone.device), "threads": torch.get_num_threads()}
     (out / f"bench-{task_name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
