@@ -31,8 +31,7 @@ def step_times(model, data, steps: int, batch_size: int, cached: bool) -> np.nda
         index, extra = sample_batch(data, batch_size, np.random.default_rng((0, step, 0)), True)
         texts = batch_texts([data.captions[i] for i in index], extra)
         if not cached:
-            head._frozen.clear()
-            head._frozen_bytes = 0
+            head.clear_cache()
         started = time.perf_counter()
         loss = model.encode_text(texts).square().sum()   # any loss: the time is the head's
         optimizer.zero_grad()

@@ -64,7 +64,7 @@ def test_no_cache_while_the_text_tower_trains():
     head = trained_head(backbone)
     before = head(backbone, TEXTS[:1]).detach()
     assert set(head._frozen) == set(TEXTS[:1])
-    head._frozen.clear()
+    head.clear_cache()
     backbone.clip.transformer.resblocks[0].mlp.c_fc.bias.requires_grad_(True)
     try:
         with torch.no_grad():
@@ -75,3 +75,18 @@ def test_no_cache_while_the_text_tower_trains():
         assert not torch.allclose(after, before, atol=1e-3)  # and the change is seen
     finally:
         backbone.clip.transformer.resblocks[0].mlp.c_fc.bias.requires_grad_(False)
+
+
+def test_the_cache_stays_under_its_byte_budget(monkeypatch):
+    from workbench.strategies import text_head
+
+    backbone = frozen_backbone()
+    head = trained_head(backbone)
+    reference = whole_context(head, backbone, TEXTS).detach()
+    one_text = sum(t.nbytes for t in head.frozen_tokens(backbone, TEXTS[:1])[0])
+    head.clear_cache()
+    monkeypatch.setattr(text_head, "CACHE_BYTES", 2 * one_text)
+    for text, expected in zip(TEXTS, reference):
+        assert torch.allclose(head(backbone, [text])[0], expected, atol=1e-5)
+    assert list(head._frozen) == TEXTS[1:]          # the oldest text was dropped
+    assert head._frozen_bytes <= 2 * one_text + one_text // 2

@@ -80,6 +80,11 @@ class TextHead(nn.Module):
         clip = backbone.clip
         return cls(clip.transformer.width, backbone.embed_dim).to(backbone.device)
 
+    def clear_cache(self) -> None:
+        """Forget every kept text's frozen tokens (they are recomputed on the next call)."""
+        self._frozen.clear()
+        self._frozen_bytes = 0
+
     def frozen_tokens(self, backbone, texts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per text: the frozen tower's tokens up to its EOT [len, W] and its frozen embedding [D].
 
