@@ -75,3 +75,43 @@ def test_bench_scales_the_profile_data_and_budget_from_the_command_line(tmp_path
     (row,) = payload["rows"]
     assert row["steps"] == 3 and payload["meta"]["clips_per_kind"] == 2 and payload["meta"]["train_steps"] == 3
     assert "2 training clips per event kind, 3 / 4 steps" in (tmp_path / "bench.md").read_text()
+
+
+def test_bench_skips_a_failing_strategy_reports_why_and_measures_the_rest(tmp_path, monkeypatch):
+    import workbench.bench as bench
+
+    real = bench.bench_strategy
+
+    def flaky(name, *args, **kwargs):
+        if name == "post-conv1d":
+            raise RuntimeError("CUDA error: out of memory")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "bench_strategy", flaky)
+    result = _ok(["bench", "--profile", "smoke", "--strategy", "post-conv1d", "--strategy", "mean-pool",
+                  "--out", str(tmp_path)])
+    table = (tmp_path / "bench.md").read_text()
+    assert "| mean-pool |" in table and "| post-conv1d |" not in table
+    assert "`post-conv1d`: failed: RuntimeError: CUDA error: out of memory" in table
+    assert "post-conv1d`: failed" in result.output
+    meta = json.loads((tmp_path / "bench.json").read_text())["meta"]
+    assert list(meta["skipped"]) == ["post-conv1d"]
+
+
+def test_bench_budget_starts_no_strategy_the_time_left_would_not_fit(monkeypatch):
+    import workbench.bench as bench
+
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(bench, "prepare", lambda *a, **k: clock.__setitem__(0, clock[0] + 5) or {})
+    took = {"a": 10, "b": 30, "c": 10, "d": 10}
+
+    def fake(name, *args, **kwargs):
+        clock[0] += took[name]
+        return {"strategy": name}
+
+    monkeypatch.setattr(bench, "bench_strategy", fake)
+    rows, skipped = bench.run_bench("smoke", None, list(took), backbone=object(), progress=False, budget_s=80)
+    # a: 5 + 0 <= 80; b: 15 + 10 <= 80; c: 45 + 30 <= 80; d: 55 + 30 > 80
+    assert [r["strategy"] for r in rows] == ["a", "b", "c"]
+    assert list(skipped) == ["d"] and "55 s used of the 80 s budget" in skipped["d"]

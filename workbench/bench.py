@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -74,21 +75,44 @@ def bench_strategy(name: str, backbone, prepared: dict, profile: Profile, hard_n
 
 def run_bench(profile: str | Profile = "cpu", out: Path | None = None, strategies: list[str] | None = None,
               hard_negatives: bool = True, backbone=None, seed: int = 0, progress: bool = True,
-              text_head: bool | None = None) -> list[dict]:
-    """Bench every (or the named) strategies; write CSV, markdown and HTML to ``out``."""
+              text_head: bool | None = None, budget_s: float | None = None) -> tuple[list[dict], dict[str, str]]:
+    """Bench every (or the named) strategies, in order; write CSV, markdown and HTML to ``out``
+    after every row. Returns ``(rows, skipped)``: a strategy that fails is skipped and reported
+    (``skipped[name]`` = the reason) and the others still run. ``budget_s`` time-boxes the whole
+    bench: a strategy is not started once the time used plus the slowest strategy so far would
+    pass it (for a lent GPU's hour; put the strategies that matter most first)."""
     from tqdm.auto import tqdm
 
     from .backbones import load_backbone
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    backbone = backbone or load_backbone()
+    backbone = backbone or load_backbone(device=profile.device)
+    started = time.perf_counter()
     prepared = prepare(profile, backbone, seed)
-    rows = []
+    rows, skipped, slowest = [], {}, 0.0
     for name in tqdm(strategies or list_strategies(), desc="bench", disable=not progress):
-        rows.append(bench_strategy(name, backbone, prepared, profile, hard_negatives, seed, text_head=text_head))
+        used = time.perf_counter() - started
+        if budget_s is not None and used + slowest > budget_s:
+            skipped[name] = (f"not started: {used:.0f} s used of the {budget_s:.0f} s budget, and the "
+                             f"slowest strategy so far took {slowest:.0f} s")
+            continue
+        began = time.perf_counter()
+        try:
+            rows.append(bench_strategy(name, backbone, prepared, profile, hard_negatives, seed, text_head=text_head))
+        except Exception as error:  # a batch job skips and reports; the traceback goes to the log
+            logging.getLogger(__name__).exception("bench: %s failed", name)
+            skipped[name] = f"failed: {type(error).__name__}: {error}"
+        slowest = max(slowest, time.perf_counter() - began)
         if out is not None:   # after every row: a long bench that is stopped keeps what it measured
-            write_results(rows, Path(out), profile, backbone)
-    return rows
+            write_results(rows, Path(out), profile, backbone, skipped)
+    return rows, skipped
+
+
+def skipped_markdown(skipped: dict[str, str] | None) -> str:
+    """The strategies a bench did not measure, and why, under its table."""
+    if not skipped:
+        return ""
+    return "\nNot measured:\n\n" + "".join(f"- `{name}`: {why}\n" for name, why in skipped.items())
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -96,7 +120,8 @@ def markdown_table(rows: list[dict]) -> str:
     return head + "\n".join("| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows) + "\n"
 
 
-def write_results(rows: list[dict], out: Path, profile: Profile, backbone) -> None:
+def write_results(rows: list[dict], out: Path, profile: Profile, backbone,
+                  skipped: dict[str, str] | None = None) -> None:
     from .figures import strategy_comparison
 
     out.mkdir(parents=True, exist_ok=True)
@@ -107,11 +132,12 @@ def write_results(rows: list[dict], out: Path, profile: Profile, backbone) -> No
     meta = {"profile": profile.name, "backbone": backbone.name, "pretrained": backbone.pretrained,
             "num_frames": profile.num_frames, **profile_sizes(profile),
             "device": str(backbone.device),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "skipped": skipped or {}}
     (out / "bench.md").write_text(f"Profile `{profile.name}`, backbone `{backbone.name}`, "
                                   f"{profile.num_frames} frames per clip, {profile.clips_per_kind} training "
                                   f"clips per event kind, {profile.train_steps} / {profile.pixel_train_steps} "
-                                  "steps (feature / pixel level).\n\n" + markdown_table(rows))
+                                  f"steps (feature / pixel level), on {backbone.device}.\n\n" + markdown_table(rows)
+                                  + skipped_markdown(skipped))
     (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     strategy_comparison(rows).write_html(out / "bench.html", include_plotlyjs="cdn")
 
@@ -218,7 +244,7 @@ def run_task(task_name: str, strategy: str, profile: str | Profile = "cpu", out:
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     seed_everything(seed)
-    backbone = backbone or load_backbone()
+    backbone = backbone or load_backbone(device=profile.device)
     task = get_task(task_name)
     loaded = task_data(task, profile, backbone, seed, data, fmt, video_dir)
     model = create_strategy(strategy, backbone)
@@ -279,7 +305,7 @@ def run_task_bench(task_name: str, profile: str | Profile = "cpu", out: Path | N
     from .tasks.base import get_task
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    backbone = backbone or load_backbone()
+    backbone = backbone or load_backbone(device=profile.device)
     task = get_task(task_name)
     loaded = task_data(task, profile, backbone, seed)
     rows = [task_bench_strategy(task, name, backbone, loaded, profile, seed)

@@ -100,7 +100,7 @@ def train(
     from .train import train_retrieval
 
     prof = get_profile(profile)
-    backbone = load_backbone(model, pretrained)
+    backbone = load_backbone(model, pretrained, device=prof.device)
     prepared = prepare(prof, backbone, seed)
     net = create_strategy(strategy, backbone)
     run_dir = out / f"{strategy}-{task}-{prof.name}"
@@ -119,12 +119,14 @@ def _run_task(task, strategy, profile, out, train, data, fmt, video_dir, trained
     """Shared body of `train` / `eval` for the task registry (workbench.bench.run_task)."""
     from .backbones import load_backbone
     from .bench import run_task
+    from .config import get_profile
     from .tasks.base import list_tasks
 
     if task not in list_tasks():
         raise typer.BadParameter(f"unknown task {task!r}; tasks: {', '.join(list_tasks())}")
     summary = run_task(task, strategy, profile, out, train=train, data=data, fmt=fmt, video_dir=video_dir,
-                       trained_run=trained_run, backbone=load_backbone(model, pretrained), seed=seed)
+                       trained_run=trained_run, seed=seed,
+                       backbone=load_backbone(model, pretrained, device=get_profile(profile).device))
     for key, value in summary["metrics"].items():
         typer.echo(f"{key:>16}: {value}")
     if summary["skipped_videos"]:
@@ -166,12 +168,14 @@ def bench(
     task: str = typer.Option("retrieval", help=TASK_HELP + " Retrieval keeps its split-wise table."),
     clips_per_kind: Optional[int] = typer.Option(None, help="Override the profile's training clips per event kind."),
     steps: Optional[int] = typer.Option(None, help="Override the profile's step budget for feature-level strategies."),
+    budget_s: Optional[float] = typer.Option(None, help="Retrieval: start no strategy that the time left "
+                                             "(judged by the slowest so far) would not fit; list the most wanted first."),
 ):
     """Every strategy on a ShapesWorld task, side by side (retrieval: R@1 per split, twin accuracy,
     params, FLOPs, time; other tasks: zero-shot and trained metrics -> bench-TASK.csv/.md/.json).
     ``--clips-per-kind`` / ``--steps`` scale one profile's data and budget (README: how the twin
     accuracy of frozen-feature heads grows with both)."""
-    from .bench import markdown_table, run_bench, run_task_bench, task_markdown
+    from .bench import markdown_table, run_bench, run_task_bench, skipped_markdown, task_markdown
     from .config import get_profile
 
     overrides = {k: v for k, v in (("clips_per_kind", clips_per_kind), ("train_steps", steps)) if v is not None}
@@ -183,8 +187,9 @@ def bench(
         typer.echo(f"written to {out}/bench-{task}.csv, .md, .json")
         return
 
-    rows = run_bench(profile, out, strategy or None, hard_negatives, seed=seed, text_head=text_head)
-    typer.echo(markdown_table(rows))
+    rows, skipped = run_bench(profile, out, strategy or None, hard_negatives, seed=seed, text_head=text_head,
+                              budget_s=budget_s)
+    typer.echo(markdown_table(rows) + skipped_markdown(skipped))
     typer.echo(f"written to {out}/bench.csv, bench.md, bench.html")
 
 

@@ -316,8 +316,9 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
         mine = _shard(len(index), accelerator.process_index, world) if world > 1 else slice(None)
         local = index[mine]
         with accelerator.autocast():
-            inputs = (data.features[local] if use_features
-                      else core.backbone.preprocess(data.frames[local])).to(accelerator.device)
+            # uint8 frames travel to the device and are resized / normalised there
+            inputs = (data.features[local].to(accelerator.device) if use_features
+                      else core.backbone.preprocess(data.frames[local].to(accelerator.device)))
             cached = data.features[local].to(accelerator.device) if beside_pixels else None
             # Through the (DDP-wrapped) forward, so gradients are synchronised across processes.
             if text_cache is not None:

@@ -418,6 +418,9 @@ def load_backbone(name: str | None = None, pretrained: str | None = None,
     """
     if precision not in PRECISIONS:
         raise BackboneError(f"Unknown precision {precision!r}; choose one of {PRECISIONS}")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise BackboneError(f"device {str(device)!r} asked for, but PyTorch sees no CUDA GPU here: "
+                            "use the cpu profile (--profile cpu, WORKBENCH_PROFILE=cpu) or device='cpu'")
     _register_configs()
     spec, weights = _resolve(name, pretrained, cache_dir)
     try:
