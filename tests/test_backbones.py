@@ -145,6 +145,14 @@ def test_bad_precision_is_refused():
         load_backbone(TINY, precision="fp8")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the message is for machines without CUDA")
+def test_cuda_without_a_gpu_fails_at_once_with_a_clear_message():
+    from workbench.config import get_profile
+
+    with pytest.raises(BackboneError, match="sees no CUDA GPU here: use the cpu profile"):
+        load_backbone(TINY, device=get_profile("gpu").device)
+
+
 # --- offline ----------------------------------------------------------------------------------
 
 
