@@ -356,7 +356,9 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
             state.update(step=done, wall_s=time.perf_counter() - started)
             save_checkpoint(run_dir, core, optimizer, state)
     bar.close()
-    state.update(step=min(stop_at, cfg.steps), wall_s=time.perf_counter() - started)
+    final = min(stop_at, cfg.steps)
+    if state["step"] != final:   # else the last checkpoint recorded it: a reload reports the same time
+        state.update(step=final, wall_s=time.perf_counter() - started)
     return {"steps": state["step"], "wall_s": state["wall_s"], "losses": state["losses"]}
 
 
