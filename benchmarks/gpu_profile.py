@@ -35,8 +35,8 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("gpu_profile.py needs a CUDA GPU; PyTorch sees none here")
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}", flush=True)
-    names = args.strategy or [n for n in MOST_WANTED if n in list_strategies()]
-    names += [n for n in list_strategies() if n not in names and not args.strategy]
+    registered = list_strategies()
+    names = args.strategy or sorted(registered, key=lambda n: MOST_WANTED.index(n) if n in MOST_WANTED else len(MOST_WANTED))
 
     started = time.perf_counter()
     rows, skipped = run_bench(get_profile("smoke", device="cuda"), f"{args.out}/smoke-cuda", names, progress=False)
