@@ -36,7 +36,8 @@ def main() -> None:
         raise SystemExit("gpu_profile.py needs a CUDA GPU; PyTorch sees none here")
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}", flush=True)
     registered = list_strategies()
-    names = args.strategy or sorted(registered, key=lambda n: MOST_WANTED.index(n) if n in MOST_WANTED else len(MOST_WANTED))
+    rank = {name: i for i, name in enumerate(MOST_WANTED)}
+    names = args.strategy or sorted(registered, key=lambda n: rank.get(n, len(rank)))   # unlisted ones last
 
     started = time.perf_counter()
     rows, skipped = run_bench(get_profile("smoke", device="cuda"), f"{args.out}/smoke-cuda", names, progress=False)
