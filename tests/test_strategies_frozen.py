@@ -147,6 +147,19 @@ def test_side_network_starts_as_mean_pooling_and_learns_order(tiny, train_data, 
     _backbone_unchanged(tiny, probe_frames)
 
 
+def test_side_network_training_runs_the_frozen_backbone_once_per_clip(tiny, train_data):
+    """Side-tuning reads tokens of a backbone that never changes: training computes them once per
+    clip (``frozen_backbone_pass``), not at every step, so 30 steps cost one pass over the clips."""
+    model = copy.deepcopy(create_strategy("side-evl", tiny))
+    calls = []
+    encode = model.backbone.encode_frames
+    model.backbone.encode_frames = lambda pixels, **kw: calls.append(len(pixels)) or encode(pixels, **kw)
+    before = [p.detach().clone() for p in model.side.parameters()]
+    train_retrieval(model, train_data, TrainConfig(steps=30, batch_size=8, checkpoint_every=0), progress=False)
+    assert sum(calls) == len(train_data)                       # every clip once, no clip twice
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.side.parameters()))
+
+
 def test_side_network_builds_no_graph_through_the_backbone(tiny, probe_frames):
     model = copy.deepcopy(create_strategy("side-evl", tiny))
     for p in model.backbone.parameters():  # even a trainable-looking backbone gets no gradient

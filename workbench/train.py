@@ -9,7 +9,9 @@ sibling captions (same object, another event) as extra negatives, and an explici
 rarely pits a clip against a caption that differs only in direction or order (DESIGN §4).
 
 Frozen feature-level strategies train on cached frame features (``data/features.py``) and never
-run the backbone; frozen text towers are encoded once. Checkpoints hold only the trainable
+run the backbone; a frozen strategy that reads the ILFM's insides (side-tuning's tokens:
+``frozen_backbone_pass``) gets its frozen pass run once per clip before the first step
+(:func:`frozen_pass_of`); frozen text towers are encoded once. Checkpoints hold only the trainable
 parameters (safetensors) and the optimiser state, written atomically (by the main process); a
 killed run resumes from its last checkpoint.
 
@@ -294,12 +296,15 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
         raise ValueError(f"{core.name} trains on cached frame features: set data.features first")
     # a pixel-level strategy whose ILFM features are frozen reads them from the cache (base.py)
     beside_pixels = not use_features and core.frozen_frame_features and data.features is not None
+    once = not use_features and core.frozen_backbone_pass     # the frozen pass, computed below
     text_cache = _frozen_text_encoder(core) if core.text_is_frozen else None
     model.train()
     bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps,
                disable=not progress or not accelerator.is_main_process, desc=f"train {core.name}")
     started = time.perf_counter() - state["wall_s"]
     stop_at = state["step"] + max_steps_this_run if max_steps_this_run is not None else cfg.steps
+    if once and state["step"] < stop_at:   # inside the timed run: this pass is part of training's cost
+        frozen = frozen_pass_of(core, data.frames, accelerator.device, progress and accelerator.is_main_process)
     for step in bar:
         if step >= stop_at:
             break
@@ -317,8 +322,12 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
         local = index[mine]
         with accelerator.autocast():
             # uint8 frames travel to the device and are resized / normalised there
-            inputs = (data.features[local].to(accelerator.device) if use_features
-                      else core.backbone.preprocess(data.frames[local].to(accelerator.device)))
+            if use_features:
+                inputs = data.features[local].to(accelerator.device)
+            elif once:
+                inputs = tuple(part[local].to(accelerator.device) for part in frozen)
+            else:
+                inputs = core.backbone.preprocess(data.frames[local].to(accelerator.device))
             cached = data.features[local].to(accelerator.device) if beside_pixels else None
             # Through the (DDP-wrapped) forward, so gradients are synchronised across processes.
             if text_cache is not None:
@@ -360,6 +369,18 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
     if state["step"] != final:   # else the last checkpoint recorded it: a reload reports the same time
         state.update(step=final, wall_s=time.perf_counter() - started)
     return {"steps": state["step"], "wall_s": state["wall_s"], "losses": state["losses"]}
+
+
+@torch.no_grad()
+def frozen_pass_of(model, frames: torch.Tensor, device, progress: bool = False,
+                   batch_size: int = 32) -> tuple[torch.Tensor, ...]:
+    """A ``frozen_backbone_pass`` strategy's :meth:`frozen_pass` over all uint8 clips [N,T,3,H,W],
+    batch by batch on ``device``, kept in host memory: training indexes it instead of re-encoding."""
+    parts: list[tuple[torch.Tensor, ...]] = []
+    for start in tqdm(range(0, len(frames), batch_size), disable=not progress, desc=f"frozen pass {model.name}"):
+        pixels = model.backbone.preprocess(frames[start:start + batch_size].to(device))
+        parts.append(tuple(x.cpu() for x in model.frozen_pass(pixels.to(model.backbone.dtype))))
+    return tuple(torch.cat(column) for column in zip(*parts))
 
 
 def _frozen_text_encoder(model):

@@ -16,6 +16,13 @@ A pixel-level strategy whose own stream reads pixels but whose ILFM features are
 backbone's unchanged (``frozen_frame_features = True``: the extra-models leaf's motion stream) also
 implements :meth:`VideoTextModel.encode_video_with_features`; training then takes those features
 from the cache and runs only the strategy's own stream on the pixels, at the feature-level budget.
+
+A pixel-level strategy that reads the frozen ILFM *beyond* its output features but never changes it
+(``frozen_backbone_pass = True``: side-tuning reads its last blocks' tokens) splits
+:meth:`VideoTextModel.encode_video` into :meth:`VideoTextModel.frozen_pass` (everything it reads
+from the frozen ILFM) and :meth:`VideoTextModel.encode_frozen` (its own network on that).
+Training runs the frozen pass once per training clip before the first step and trains on what it
+gave, at the feature-level budget: a frozen strategy never re-encodes a clip.
 """
 from __future__ import annotations
 
@@ -97,6 +104,7 @@ class VideoTextModel(nn.Module):
     temporal: ClassVar[bool] = False     # does it model frame order at all?
     input_level: ClassVar[str] = "pixels"  # "features" or "pixels" (see module docstring)
     frozen_frame_features: ClassVar[bool] = False  # pixels for its own stream, cached ILFM features (docstring)
+    frozen_backbone_pass: ClassVar[bool] = False   # reads the frozen ILFM's insides: one pass per clip (docstring)
     order: ClassVar[int] = 50            # position in listings (survey order)
     text_head_default: ClassVar[bool] = False  # create_strategy adds the text-side head (text_head.py)
     backbone_lr: ClassVar[float | None] = None  # its rate for the ILFM weights it trains (None: TrainConfig's)
@@ -149,15 +157,27 @@ class VideoTextModel(nn.Module):
         ``frozen_frame_features``; the others never get here)."""
         raise NotImplementedError(f"{self.name} does not read cached frame features beside its pixels")
 
-    def forward(self, inputs: torch.Tensor, texts: list[str] | None = None,
+    def frozen_pass(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """[B,T,3,H,W] frames -> what this strategy reads from the frozen ILFM, each tensor with
+        the clips along dim 0 (``frozen_backbone_pass`` strategies; the others never get here)."""
+        raise NotImplementedError(f"{self.name} has no separate frozen pass")
+
+    def encode_frozen(self, frozen: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """:meth:`frozen_pass`'s output -> [B,D] normalised video embeddings."""
+        raise NotImplementedError(f"{self.name} has no separate frozen pass")
+
+    def forward(self, inputs: torch.Tensor | tuple[torch.Tensor, ...], texts: list[str] | None = None,
                 features: torch.Tensor | None = None):
         """Training entry (so DDP sees every trainable parameter used).
 
-        ``inputs`` are frames [B,T,3,H,W] or, for feature-level strategies, frozen frame features
-        [B,T,D]; ``features``: the frames' cached frozen features, for ``frozen_frame_features``
+        ``inputs`` are frames [B,T,3,H,W]; for feature-level strategies, frozen frame features
+        [B,T,D]; for ``frozen_backbone_pass`` ones, a tuple: their :meth:`frozen_pass` computed
+        beforehand. ``features``: the frames' cached frozen features, for ``frozen_frame_features``
         strategies. Returns the video embeddings, and with ``texts`` also the text embeddings.
         """
-        if inputs.dim() == 3:
+        if isinstance(inputs, tuple):
+            video = self.encode_frozen(inputs)
+        elif inputs.dim() == 3:
             video = self.pool(inputs)
         elif features is not None:
             video = self.encode_video_with_features(inputs, features)
