@@ -160,6 +160,19 @@ def test_side_network_training_runs_the_frozen_backbone_once_per_clip(tiny, trai
     assert any(not torch.equal(a, b) for a, b in zip(before, model.side.parameters()))
 
 
+def test_side_network_token_pool_averages_the_patch_grid(tiny, probe_frames):
+    """``token_pool=2`` gives CLS plus one token per 2x2 window of patches, each their mean."""
+    every, pooled = (create_strategy("side-evl", tiny, token_pool=k).frozen_pass(probe_frames[0]) for k in (1, 2))
+    rows, cols = tiny.clip.visual.grid_size
+    assert torch.equal(every[0], pooled[0])                      # the frame features are the ILFM's own
+    assert pooled[1].shape[3] == 1 + (rows // 2) * (cols // 2)
+    patches = every[1][..., 1:, :].float().unflatten(3, (rows, cols))
+    assert torch.allclose(pooled[1][..., 1, :].float(), patches[..., :2, :2, :].mean(dim=(3, 4)), atol=0.02)
+    assert torch.equal(pooled[1][..., 0, :], every[1][..., 0, :])
+    with pytest.raises(ValueError, match="token_pool"):
+        create_strategy("side-evl", tiny, token_pool=0)
+
+
 def test_side_network_builds_no_graph_through_the_backbone(tiny, probe_frames):
     model = copy.deepcopy(create_strategy("side-evl", tiny))
     for p in model.backbone.parameters():  # even a trainable-looking backbone gets no gradient
