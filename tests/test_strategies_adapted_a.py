@@ -13,6 +13,7 @@ time reversal, captioned "... shrinks". Behaviour checked here:
   training, while LoRA alone still learns appearance (which object is it) down towards ln 2;
 - the backbone passed in is never changed, whatever the strategy trains.
 """
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -156,6 +157,38 @@ def test_bad_options_are_refused(tiny):
         create_strategy("extra-motion", backbone, depth=3)
     with pytest.raises(TypeError):
         create_strategy("partial-bitfit", backbone, mode="lastk")  # the name fixes the mode
+
+
+def test_bitfit_adds_layernorm_shifts_after_the_norm_with_the_same_outputs_and_gradients(tiny):
+    """BitFit's LayerNorms add their trained shift after a scale-only norm (a CUDA layer_norm
+    backward returned an empty shift gradient for large batches): nothing else may change."""
+    from open_clip.transformer import LayerNorm
+
+    from workbench.strategies.adapted.partial import LayerNormThenShift
+
+    backbone, probe = tiny[0], tiny[1]
+    model = create_strategy("partial-bitfit", backbone)
+    norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(type(m) is LayerNormThenShift for m in norms)
+    assert all(m.bias.requires_grad and not m.weight.requires_grad for m in norms)
+    plain = copy.deepcopy(model)
+    for m in plain.backbone.modules():
+        if isinstance(m, LayerNormThenShift):
+            m.__class__ = LayerNorm
+    with torch.no_grad():   # shifts away from their pretrained values, so a lost shift would show
+        for a, b in zip((m.bias for m in norms), (m.bias for m in plain.backbone.modules() if isinstance(m, LayerNorm))):
+            a.add_(0.1)
+            b.add_(0.1)
+    direction = torch.randn(backbone.embed_dim, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    for m in (model, plain):
+        video, text = m(probe, ["a red circle grows", "a blue star shrinks"])
+        ((video @ direction).sum() + (text @ direction).sum()).backward()
+        outputs.append((video, text, [p.grad for p in m.trainable_parameters()]))
+    (video, text, grads), (video0, text0, grads0) = outputs
+    assert torch.allclose(video, video0, atol=1e-5) and torch.allclose(text, text0, atol=1e-5)
+    assert len(grads) == len(grads0) and all(torch.allclose(g, g0, atol=1e-5) for g, g0 in zip(grads, grads0))
+    assert_untouched(tiny)
 
 
 @pytest.mark.parametrize("name,cfg", [(n, {}) for n in NAMES] + [("partial-lastk", {"temporal_head": True})])

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..base import VideoTextModel, register_strategy
@@ -57,6 +58,33 @@ class HeadOrMeanPool(VideoTextModel):
         return self.head.pool(features) if self.head is not None else super().pool(features)
 
 
+class LayerNormThenShift(nn.LayerNorm):
+    """open_clip's LayerNorm with its shift added after the normalisation rather than inside it:
+    the same output and gradients, same parameter names. BitFit swaps it in for LayerNorms whose
+    scale is frozen and whose shift trains: for that mask, CUDA's layer_norm backward returned an
+    empty shift gradient on batches of over 65,536 token rows (torch 2.11 on an H100, the `gpu`
+    profile's 64 clips x 16 frames x 65 tokens), and training stopped at its first step."""
+
+    fp32 = False   # open_clip's LayerNormFp32 normalises in float32
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x.float() if self.fp32 else x, self.normalized_shape, self.weight, None, self.eps)
+        return (y + self.bias).to(x.dtype)   # open_clip's LayerNorms hand back the input's dtype
+
+
+def shift_after_norm(model: nn.Module) -> int:
+    """Swap every open_clip LayerNorm in ``model`` for :class:`LayerNormThenShift`; returns how many."""
+    swapped = 0
+    for module in model.modules():
+        kind = type(module)
+        if kind.__module__.startswith("open_clip") and kind.__name__ in ("LayerNorm", "LayerNormFp32") \
+                and module.bias is not None:
+            module.__class__ = LayerNormThenShift
+            module.fp32 = kind.__name__ == "LayerNormFp32"
+            swapped += 1
+    return swapped
+
+
 class PartialTuning(HeadOrMeanPool):
     family = "adapted"
     leaf = "partial tuning"
@@ -72,6 +100,8 @@ class PartialTuning(HeadOrMeanPool):
         self.head = temporal_head(self.backbone, self.config.head_layers) if self.temporal else None
         for p in self.tuned_parameters():
             p.requires_grad_(True)
+        if self.config.mode == "bitfit":
+            shift_after_norm(self.backbone)
 
     def tuned_parameters(self) -> list[nn.Parameter]:
         """The ILFM parameters this mode trains (in the private copy)."""
