@@ -27,7 +27,7 @@ CONFIG = TrainConfig(steps=20, batch_size=9, lr=3e-3, warmup=2)
 class DistilledOrderHead(OrderHead):
     """OrderHead plus a distillation-like term toward the mean-pooled frozen features."""
 
-    def auxiliary_loss(self, inputs, video):
+    def auxiliary_loss(self, inputs, video, features=None):
         target = F.normalize(inputs.mean(1), dim=-1)
         return 0.5 * (1 - F.cosine_similarity(video, target, dim=-1)).mean()
 

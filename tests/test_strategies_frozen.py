@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from workbench import load_backbone
+from workbench.bench import train_config
+from workbench.config import get_profile
 from workbench.data.shapes import COLOURS, SHAPES, Background, Obj, render
 from workbench.strategies import create_strategy, flops_per_clip, list_strategies
 from workbench.strategies.frozen.distillation import student_speedup
@@ -233,6 +235,35 @@ def test_student_takes_a_trained_strategy_as_teacher(tiny, probe_frames):
     assert not any(p is q for p in model.parameters() for q in teacher.parameters() if q.requires_grad)
     assert set(model.state_dict()) == {f"backbone.{k}" for k in tiny.state_dict()} | {
         f"student.{k}" for k in model.student.state_dict()}
+
+
+def test_student_trains_on_cached_targets_without_running_the_ilfm(tiny, train_data):
+    """The teacher's targets come from the feature cache: the same targets as running the frozen
+    ILFM (or a feature-level teacher) on the frames, and training never calls the image tower."""
+    frames, features = tiny.preprocess(train_data.frames[:4]), train_data.features[:4]
+    teacher = create_strategy("post-transformer", tiny, layers=1)
+    with torch.no_grad():
+        teacher.out.weight.normal_()
+    for model in (create_strategy("distill-student", tiny), create_strategy("distill-student", tiny, teacher=teacher)):
+        model.eval()
+        assert torch.allclose(model.teacher_embedding(frames, features), model.teacher_embedding(frames), atol=1e-5)
+    cfg = TrainConfig(steps=15, batch_size=8, lr=3e-3, warmup=0, twin_weight=0.0, checkpoint_every=0)
+    students = []
+    for from_cache in (True, False):
+        torch.manual_seed(0)
+        model = copy.deepcopy(create_strategy("distill-student", tiny))
+        model.frozen_frame_features = from_cache      # False: the teacher runs on every batch's frames
+        calls = []
+        encode = model.backbone.encode_frames
+        model.backbone.encode_frames = lambda pixels, **kw: calls.append(len(pixels)) or encode(pixels, **kw)
+        before = _agreement(model, train_data)
+        calls.clear()
+        train_retrieval(model, train_data, cfg, progress=False)
+        assert (calls == []) == from_cache                          # from the cache, the ILFM never ran
+        assert _agreement(model, train_data) > before + 0.5         # and the student learned its teacher
+        students.append(model.student.state_dict())
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(students[0].values(), students[1].values()))
+    assert train_config(get_profile("cpu"), model, True, 0).steps == get_profile("cpu").student_train_steps
 
 
 def test_student_speedup_is_measured(tiny):

@@ -74,7 +74,7 @@ def test_bench_scales_the_profile_data_and_budget_from_the_command_line(tmp_path
     payload = json.loads((tmp_path / "bench.json").read_text())
     (row,) = payload["rows"]
     assert row["steps"] == 3 and payload["meta"]["clips_per_kind"] == 2 and payload["meta"]["train_steps"] == 3
-    assert "2 training clips per event kind, 3 / 4 / 20 steps" in (tmp_path / "bench.md").read_text()
+    assert "2 training clips per event kind, 3 / 4 / 20 / 20 steps" in (tmp_path / "bench.md").read_text()
 
 
 def test_bench_skips_a_failing_strategy_reports_why_and_measures_the_rest(tmp_path, monkeypatch):

