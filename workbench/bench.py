@@ -56,15 +56,14 @@ MAX_EPOCHS = 50   # cpu retrieval: 4,000 steps x 32 = 20 epochs of 6,400 clips, 
 def train_config(profile: Profile, model, hard_negatives: bool, seed: int) -> TrainConfig:
     """One budget per input level: feature-level heads are cheap, pixel-level ones run the ILFM
     (unless their ILFM features are frozen and come from the cache: ``frozen_frame_features``);
-    strategies that train on a frozen pass computed once (``frozen_backbone_pass``) have their own,
-    and a strategy may name its budget (``step_budget``: the distillation student, a small pixel
-    network whose teacher targets come from the cache, takes ``student_train_steps``).
+    a strategy whose step costs neither names its own (``step_budget``: side-tuning on its frozen
+    pass takes ``pass_train_steps``, the distillation student ``student_train_steps``).
     At most :data:`MAX_EPOCHS` passes over the training set (:func:`workbench.train.sized_to`):
     the budgets are sized for ShapesWorld retrieval, and a task with a few hundred pairs overfits
     on them."""
     cheap = model.input_level == "features" or model.frozen_frame_features
     steps = (getattr(profile, model.step_budget) if model.step_budget else profile.train_steps if cheap
-             else profile.pass_train_steps if model.frozen_backbone_pass else profile.pixel_train_steps)
+             else profile.pixel_train_steps)
     rates = {"backbone_lr": model.backbone_lr} if model.backbone_lr else {}   # e.g. LoRA's factors
     return TrainConfig(steps=steps, batch_size=profile.batch_size, hard_negatives=hard_negatives,
                        seed=seed, checkpoint_every=0, max_epochs=MAX_EPOCHS, **rates)

@@ -24,7 +24,7 @@ A pixel-level strategy that reads the frozen ILFM *beyond* its output features b
 :meth:`VideoTextModel.encode_video` into :meth:`VideoTextModel.frozen_pass` (everything it reads
 from the frozen ILFM) and :meth:`VideoTextModel.encode_frozen` (its own network on that).
 Training runs the frozen pass once per training clip before the first step and trains on what it
-gave, with the profile's own budget for it (``Profile.pass_train_steps``): a frozen strategy never
+gave, with the budget it names (``step_budget = "pass_train_steps"``): a frozen strategy never
 re-encodes a clip.
 """
 from __future__ import annotations

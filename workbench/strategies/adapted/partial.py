@@ -72,17 +72,14 @@ class LayerNormThenShift(nn.LayerNorm):
         return (y + self.bias).to(x.dtype)   # open_clip's LayerNorms hand back the input's dtype
 
 
-def shift_after_norm(model: nn.Module) -> int:
-    """Swap every open_clip LayerNorm in ``model`` for :class:`LayerNormThenShift`; returns how many."""
-    swapped = 0
+def shift_after_norm(model: nn.Module) -> None:
+    """Swap every open_clip LayerNorm in ``model`` for :class:`LayerNormThenShift`."""
     for module in model.modules():
         kind = type(module)
         if kind.__module__.startswith("open_clip") and kind.__name__ in ("LayerNorm", "LayerNormFp32") \
                 and module.bias is not None:
             module.__class__ = LayerNormThenShift
             module.fp32 = kind.__name__ == "LayerNormFp32"
-            swapped += 1
-    return swapped
 
 
 class PartialTuning(HeadOrMeanPool):

@@ -113,6 +113,7 @@ class SideEVL(VideoTextModel):
     temporal = True
     input_level = "pixels"
     frozen_backbone_pass = True
+    step_budget = "pass_train_steps"   # steps on the recorded pass, each far cheaper than a pixel step
     order = 20
 
     def __init__(self, backbone, **cfg) -> None:
