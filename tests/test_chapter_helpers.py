@@ -88,6 +88,12 @@ def test_run_folder_separates_weights_strategies_and_profiles(backbone):
     a = run_folder("post-lstm", "qa", PROFILE, backbone)
     assert a != run_folder("post-lstm", "qa", get_profile("cpu"), backbone)
     assert a != run_folder("post-conv1d", "qa", PROFILE, backbone)
+    # a rescaled profile keeps its name but never shares the named profile's runs
+    cpu = run_folder("post-lstm", "qa", "cpu", backbone)
+    assert run_folder("post-lstm", "qa", get_profile("cpu"), backbone) == cpu
+    rescaled = run_folder("post-lstm", "qa", get_profile("cpu", train_steps=100), backbone)
+    assert rescaled != cpu and rescaled.name.startswith("post-lstm-qa-cpu-")
+    assert rescaled == run_folder("post-lstm", "qa", get_profile("cpu", train_steps=100), backbone)
     assert a.parent.name.startswith("local-dir")                 # keyed by the backbone's fingerprint
 
 

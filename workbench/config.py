@@ -7,9 +7,11 @@ without a GPU: minutes, meaningful numbers on ShapesWorld with the embedded tiny
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +44,16 @@ class Profile:
     batch_size: int        # clips per training batch
     frame_size: int        # pixel size ShapesWorld videos are written at
     device: str            # "cpu" or "cuda"
+
+    @property
+    def run_key(self) -> str:
+        """The name that keys cached runs (``tasks/base.py:run_folder``): the profile's name, plus a
+        digest of its fields when they differ from the named profile's (``get_profile("cpu",
+        train_steps=100)`` or the app's demo profile), so a rescaled run never loads as the named one."""
+        if PROFILES.get(self.name) == self:
+            return self.name
+        fields = json.dumps(asdict(self), sort_keys=True)
+        return f"{self.name}-{hashlib.sha1(fields.encode()).hexdigest()[:8]}"
 
 
 PROFILES: dict[str, Profile] = {

@@ -349,11 +349,12 @@ def train_strategy(model, videos: VideoSet, rows: list[int], texts: list[str],
 
 def run_folder(strategy: str, task: str, profile, backbone, seed: int = 0, root: Path | None = None) -> Path:
     """Where a trained strategy (and its task head) is cached: one folder per backbone weights,
-    strategy, task, profile and seed, under ``CACHE_DIR/runs`` (or ``root``)."""
+    strategy, task, profile and seed, under ``CACHE_DIR/runs`` (or ``root``). A profile with
+    fields changed from its name's (:attr:`workbench.config.Profile.run_key`) gets its own folder."""
     from ..config import CACHE_DIR
     from ..data.features import model_fingerprint
 
-    name = getattr(profile, "name", profile)
+    name = getattr(profile, "run_key", profile)
     return Path(root or CACHE_DIR / "runs") / model_fingerprint(backbone) / f"{strategy}-{task}-{name}-seed{seed}"
 
 
