@@ -1,5 +1,7 @@
 """Run by tests/test_train.py, once as one plain process and once under `torchrun --nproc_per_node 2`:
 the same training, then each process writes rank{r}.json and the main one trainable.safetensors.
+Then side-tuning's frozen pass over 5 clips in batches of 2, shared out across the processes:
+each writes what it received (rank{r}-pass.safetensors) and how many clips it encoded.
 
 The model exercises every gradient path of a multi-process step: a video head on the gathered
 batch (OrderHead), a trainable text side (the text head: every process encodes all texts) and a
@@ -18,8 +20,8 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import OrderHead, synthetic_twins  # noqa: E402
 
-from workbench import load_backbone  # noqa: E402
-from workbench.train import TrainConfig, train_retrieval, trainable_state  # noqa: E402
+from workbench import create_strategy, load_backbone  # noqa: E402
+from workbench.train import TrainConfig, frozen_pass_of, train_retrieval, trainable_state  # noqa: E402
 
 CONFIG = TrainConfig(steps=20, batch_size=9, lr=3e-3, warmup=2)
 
@@ -30,6 +32,22 @@ class DistilledOrderHead(OrderHead):
     def auxiliary_loss(self, inputs, video, features=None):
         target = F.normalize(inputs.mean(1), dim=-1)
         return 0.5 * (1 - F.cosine_similarity(video, target, dim=-1)).mean()
+
+
+def frozen_pass_rows(backbone, accelerator, out: Path) -> int:
+    """Side-tuning's frozen pass over 5 random clips (3 batches of 2: the second process has no
+    batch of its own in the last round); saves what this process received, returns the clips it encoded."""
+    side = create_strategy("side-evl", backbone)
+    frames = torch.randint(0, 256, (5, 2, 3, 64, 64), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    encoded = []
+    run = side.frozen_pass
+    side.frozen_pass = lambda pixels: (encoded.append(len(pixels)), run(pixels))[1]
+    world = accelerator.num_processes
+    features, tokens = frozen_pass_of(side, frames, accelerator.device, batch_size=2,
+                                 accelerator=accelerator if world > 1 else None)
+    save_file({"features": features.contiguous(), "tokens": tokens.contiguous()},
+              str(out / f"rank{accelerator.process_index}-pass.safetensors"))
+    return sum(encoded)
 
 
 def main(out: Path) -> None:
@@ -54,9 +72,10 @@ def main(out: Path) -> None:
     model.text_head.layer.self_attn.in_proj_bias.requires_grad_(False)
     result = train_retrieval(model, data, CONFIG, accelerator=accelerator, progress=False)
     checksum = sum(float(p.detach().double().sum()) for p in model.trainable_parameters())
+    encoded = frozen_pass_rows(backbone, accelerator, out)
     (out / f"rank{accelerator.process_index}.json").write_text(json.dumps(
         {"world_size": accelerator.num_processes, "checksum": checksum, "losses": result["losses"],
-         "grad_norms": norms}))
+         "grad_norms": norms, "pass_clips_encoded": encoded}))
     if accelerator.is_main_process:
         save_file(trainable_state(model), str(out / "trainable.safetensors"))
     accelerator.end_training()

@@ -112,7 +112,8 @@ def test_resume_gives_the_same_parameters(backbone, tmp_path):
 
 @pytest.mark.slow
 def test_two_cpu_processes_train_as_one(tmp_path):
-    """torchrun with 2 CPU processes trains the same parameters as one process.
+    """torchrun with 2 CPU processes trains the same parameters as one process, and shares out a
+    frozen pass (side-tuning's) so that each encodes half the clips and both get all of it.
 
     The global batch is split across the processes and the loss is computed on the gathered
     embeddings (train.py's docstring). Measured: trained parameters within 1.6e-5 of the one-process
@@ -140,6 +141,16 @@ def test_two_cpu_processes_train_as_one(tmp_path):
     assert sorted(got) == sorted(expected)
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-4, msg=name)
+    # Side-tuning's frozen pass, shared out: each process encodes its turn of the batches (2 + 1
+    # clips; the second one's last-round batch is a stand-in, dropped), and both get all 5 clips'
+    # outputs, in clip order, equal to one process's pass.
+    assert alone["pass_clips_encoded"] == 5
+    assert [r["pass_clips_encoded"] for r in results] == [3, 3]
+    whole = load_file(str(one / "rank0-pass.safetensors"))
+    for r in (0, 1):
+        shared = load_file(str(two / f"rank{r}-pass.safetensors"))
+        for name in whole:
+            torch.testing.assert_close(shared[name], whole[name], rtol=1e-5, atol=1e-5, msg=f"rank {r} {name}")
 
 
 def test_twin_term_is_ln2_for_a_tie_and_rewards_the_own_caption():

@@ -11,7 +11,8 @@ rarely pits a clip against a caption that differs only in direction or order (DE
 Frozen feature-level strategies train on cached frame features (``data/features.py``) and never
 run the backbone; a frozen strategy that reads the ILFM's insides (side-tuning's tokens:
 ``frozen_backbone_pass``) gets its frozen pass run once per clip before the first step
-(:func:`frozen_pass_of`); frozen text towers are encoded once. Checkpoints hold only the trainable
+(:func:`frozen_pass_of`; several processes share it out, each encoding 1/world of the clips);
+frozen text towers are encoded once. Checkpoints hold only the trainable
 parameters (safetensors) and the optimiser state, written atomically (by the main process); a
 killed run resumes from its last checkpoint.
 
@@ -195,16 +196,19 @@ def gather_batch(local: torch.Tensor, n: int, accelerator) -> torch.Tensor:
     gradient. Shards are padded to equal size for ``all_gather`` (they differ by at most one).
     """
     world, rank = accelerator.num_processes, accelerator.process_index
-    size = -(-n // world)
-    padded = local.new_zeros(size, *local.shape[1:])
-    padded[: len(local)] = local.detach()
-    parts = [torch.empty_like(padded) for _ in range(world)]
+    parts = _all_gather_rows(local.detach(), [len(range(n)[_shard(n, r, world)]) for r in range(world)])
+    return torch.cat([_ScaleGrad.apply(local, float(world)) if r == rank else part for r, part in enumerate(parts)])
+
+
+def _all_gather_rows(local: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+    """Every process's ``local`` rows, given how many each holds (``sizes``, the same list on every
+    process): padded to equal size for ``all_gather``, then cut back. No gradient flows."""
+    padded = local.new_zeros(max(sizes), *local.shape[1:])
+    rows = min(len(local), len(padded))
+    padded[:rows] = local[:rows]
+    parts = [torch.empty_like(padded) for _ in sizes]
     torch.distributed.all_gather(parts, padded)
-    rows = []
-    for r in range(world):
-        shard = _shard(n, r, world)
-        rows.append(_ScaleGrad.apply(local, float(world)) if r == rank else parts[r][: shard.stop - shard.start])
-    return torch.cat(rows)
+    return [part[:size] for part, size in zip(parts, sizes)]
 
 
 def sized_to(cfg: TrainConfig, num_items: int) -> TrainConfig:
@@ -304,7 +308,8 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
     started = time.perf_counter() - state["wall_s"]
     stop_at = state["step"] + max_steps_this_run if max_steps_this_run is not None else cfg.steps
     if once and state["step"] < stop_at:   # inside the timed run: this pass is part of training's cost
-        frozen = frozen_pass_of(core, data.frames, accelerator.device, progress and accelerator.is_main_process)
+        frozen = frozen_pass_of(core, data.frames, accelerator.device, progress and accelerator.is_main_process,
+                                accelerator=accelerator if world > 1 else None)
     for step in bar:
         if step >= stop_at:
             break
@@ -373,13 +378,32 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
 
 @torch.no_grad()
 def frozen_pass_of(model, frames: torch.Tensor, device, progress: bool = False,
-                   batch_size: int = 32) -> tuple[torch.Tensor, ...]:
+                   batch_size: int = 32, accelerator=None) -> tuple[torch.Tensor, ...]:
     """A ``frozen_backbone_pass`` strategy's :meth:`frozen_pass` over all uint8 clips [N,T,3,H,W],
-    batch by batch on ``device``, kept in host memory: training indexes it instead of re-encoding."""
-    parts: list[tuple[torch.Tensor, ...]] = []
-    for start in tqdm(range(0, len(frames), batch_size), disable=not progress, desc=f"frozen pass {model.name}"):
+    batch by batch on ``device``, kept in host memory: training indexes it instead of re-encoding.
+
+    With several processes (``accelerator``), the batches are dealt out in turn (process r encodes
+    batches r, r + world, ...) and each round's outputs are all-gathered, so every process ends
+    with the whole pass in clip order, having encoded 1/world of it."""
+    world = accelerator.num_processes if accelerator is not None else 1
+    rank = accelerator.process_index if accelerator is not None else 0
+    starts = list(range(0, len(frames), batch_size))
+
+    def encode(start: int) -> tuple[torch.Tensor, ...]:
         pixels = model.backbone.preprocess(frames[start:start + batch_size].to(device))
-        parts.append(tuple(x.cpu() for x in model.frozen_pass(pixels.to(model.backbone.dtype))))
+        return model.frozen_pass(pixels.to(model.backbone.dtype))
+
+    parts: list[tuple[torch.Tensor, ...]] = []
+    rounds = range(0, len(starts), world)
+    for first in tqdm(rounds, disable=not progress, desc=f"frozen pass {model.name}"):
+        group = starts[first:first + world]        # this round's batches, one per process
+        if world == 1:
+            parts.append(tuple(x.cpu() for x in encode(group[0])))
+            continue
+        # a process left without a batch in the last round encodes the round's first (then dropped)
+        mine = encode(group[rank] if rank < len(group) else group[0])
+        sizes = [len(frames[s:s + batch_size]) for s in group] + [0] * (world - len(group))
+        parts.append(tuple(torch.cat(_all_gather_rows(x, sizes)).cpu() for x in mine))
     return tuple(torch.cat(column) for column in zip(*parts))
 
 
