@@ -37,7 +37,7 @@ app: setup
 
 # Speed and scale figures (README "Speed and scale"); each script prints a ratio to its baseline.
 bench: setup
-	for b in extract cached_training retrieval memory; do nice $(BIN)/python benchmarks/bench_$$b.py || exit 1; done
+	for b in extract cached_training frozen_pass retrieval memory; do nice $(BIN)/python benchmarks/bench_$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
