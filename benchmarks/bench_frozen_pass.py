@@ -37,7 +37,7 @@ def frozen_pass_seconds(clips: int, frames: int, out: Path) -> float:
     if world > 1:
         torch.distributed.barrier()
     started = time.perf_counter()
-    features, tokens = frozen_pass_of(side, video, accelerator.device, accelerator=accelerator if world > 1 else None)
+    features, tokens = frozen_pass_of(side, video, accelerator.device, accelerator=accelerator)
     seconds = time.perf_counter() - started
     if accelerator.is_main_process:
         save_file({"features": features, "tokens": tokens}, str(out / f"pass-{world}.safetensors"))

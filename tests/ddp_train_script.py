@@ -42,9 +42,7 @@ def frozen_pass_rows(backbone, accelerator, out: Path) -> int:
     encoded = []
     run = side.frozen_pass
     side.frozen_pass = lambda pixels: (encoded.append(len(pixels)), run(pixels))[1]
-    world = accelerator.num_processes
-    features, tokens = frozen_pass_of(side, frames, accelerator.device, batch_size=2,
-                                 accelerator=accelerator if world > 1 else None)
+    features, tokens = frozen_pass_of(side, frames, accelerator.device, batch_size=2, accelerator=accelerator)
     save_file({"features": features.contiguous(), "tokens": tokens.contiguous()},
               str(out / f"rank{accelerator.process_index}-pass.safetensors"))
     return sum(encoded)

@@ -311,7 +311,7 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
     stop_at = state["step"] + max_steps_this_run if max_steps_this_run is not None else cfg.steps
     if once and state["step"] < stop_at:   # inside the timed run: this pass is part of training's cost
         frozen = frozen_pass_of(core, data.frames, accelerator.device, progress and accelerator.is_main_process,
-                                accelerator=accelerator if world > 1 else None)
+                                accelerator=accelerator)
     for step in bar:
         if step >= stop_at:
             break
@@ -386,7 +386,7 @@ def frozen_pass_of(model, frames: torch.Tensor, device, progress: bool = False,
 
     With several processes (``accelerator``), the batches are dealt out in turn (process r encodes
     batches r, r + world, ...) and each round's outputs are all-gathered, so every process ends
-    with the whole pass in clip order, having encoded 1/world of it."""
+    with the whole pass in clip order, having encoded 1/world of it (one process: every batch, in order)."""
     world = accelerator.num_processes if accelerator is not None else 1
     rank = accelerator.process_index if accelerator is not None else 0
     starts = list(range(0, len(frames), batch_size))
