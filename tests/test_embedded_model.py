@@ -28,7 +28,8 @@ def test_embedded_model_ships_small_with_its_card():
     probes = json.loads((MODEL_DIR / "probes.json").read_text())
     for attribute, result in probes.items():
         assert f"| {attribute} | {result['accuracy']:.1f} |" in card  # the card shows what was measured
-        assert result["accuracy"] >= result["chance"] + 25, attribute
+        if attribute != "orientation":  # never taught: see the last test
+            assert result["accuracy"] >= result["chance"] + 25, attribute
     for attribute, target in TARGETS.items():
         met = probes[attribute]["accuracy"] >= target
         assert met or attribute in MISSED_TARGETS, (attribute, probes[attribute])
@@ -55,3 +56,12 @@ def test_mean_pool_sees_appearance_but_is_exactly_chance_on_twins(backbone, spli
     # ... on every kind of twin pair, not only on average (the per-kind breakdown the bench writes)
     assert len(scores["order"]["by_kind"]) == 9            # 6 reversible pairs of kinds, 3 self-reversing
     assert set(scores["order"]["by_kind"].values()) == {50.0}
+
+
+def test_the_shipped_model_was_never_told_how_shapes_stand(backbone):
+    # README "Why": its pretraining stills tilt at most 15 degrees and no caption names a tilt, so
+    # it cannot say whether a shape leans left or right (3 choices). Spin direction is the order
+    # of those poses; a retrained model that learns them (`workbench pretrain --orientation`)
+    # should fail this test, and the README's explanation must change with it.
+    result = zero_shot_probes(backbone, per_attribute=90, attributes=("orientation",))["orientation"]
+    assert result["accuracy"] <= result["chance"] + 15

@@ -1,11 +1,13 @@
 """`workbench pretrain`: real contrastive training that resumes exactly after an interruption."""
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -61,3 +63,37 @@ def test_sigkill_leaves_a_loadable_checkpoint(tmp_path):
     out = pretrain(cfg, run_dir, tmp_path / "out", progress=False)
     assert json.loads((run_dir / "state.json").read_text())["step"] == step + 1
     assert (out / "open_clip_model.safetensors").exists()
+
+
+def test_init_from_continues_a_trained_model(tmp_path):
+    """Continued pretraining (``init_from``) starts from the given model, not random weights: at a
+    negligible learning rate the export is the shipped model again; a missing folder is named."""
+    from workbench.config import DEFAULT_MODEL, MODELS_DIR
+
+    shipped = MODELS_DIR / DEFAULT_MODEL
+    cfg = PretrainConfig(**{**TINY, "steps": 1, "lr": 1e-12, "orientation": 0.5}, init_from=str(shipped))
+    out = pretrain(cfg, tmp_path / "run", tmp_path / "model", progress=False)
+    a, b = _weights(shipped), _weights(out)
+    for k in a:
+        torch.testing.assert_close(a[k].float(), b[k].float(), msg=k)
+    with pytest.raises(FileNotFoundError, match="no open_clip_model.safetensors"):
+        pretrain(PretrainConfig(**TINY, init_from=str(tmp_path / "nowhere")), tmp_path / "r2", tmp_path / "m2",
+                 progress=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the message is for machines without CUDA")
+def test_cuda_without_a_gpu_fails_at_once(tmp_path):
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        pretrain(PretrainConfig(**TINY, device="cuda"), tmp_path / "run", tmp_path / "model", progress=False)
+
+
+@pytest.mark.gpu
+def test_gpu_pretraining_resumes_and_exports_a_cpu_loadable_model(tmp_path):
+    cfg = PretrainConfig(**{**TINY, "bf16": True}, device="cuda")
+    assert pretrain(cfg, tmp_path / "run", tmp_path / "out", progress=False, max_steps_this_run=3) is None
+    out = pretrain(cfg, tmp_path / "run", tmp_path / "out", progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4, 6] and all(math.isfinite(r["loss"]) for r in log)
+    from workbench import load_backbone
+
+    assert load_backbone(f"local-dir:{out}").embed_dim == 128

@@ -344,3 +344,45 @@ def test_lossless_export_keeps_twins_exact_reversals_on_disk(tmp_path):
         return read_video(tmp_path / "videos" / f"{video_id}.mp4", num_frames=clip.num_frames).numpy()
 
     assert np.array_equal(decoded(clip.twin_id), decoded(clip.clip_id)[::-1])
+
+
+# --------------------------------------------------------------------------------------------
+# Orientation stills (the pretraining images that would make spins visible; README)
+# --------------------------------------------------------------------------------------------
+
+def test_orientation_names_how_a_spinnable_shape_stands_and_mirrors():
+    from workbench.data.shapes.images import ORIENTATIONS, _oriented_object, orientation_of, tilt
+    from workbench.data.shapes.world import SPINNABLE, SYMMETRY, Background, Obj, render
+
+    rng = np.random.default_rng(3)
+    for orientation in ORIENTATIONS:
+        for _ in range(40):
+            obj = _oriented_object(rng, "center", orientation)
+            assert obj.shape in SPINNABLE and orientation_of(obj) == orientation
+            # every pose of a period reads the same: one full symmetry turn changes nothing
+            assert orientation_of(obj.moved(angle=obj.angle + SYMMETRY[obj.shape])) == orientation
+            assert abs(tilt(obj)) < SYMMETRY[obj.shape] / 2
+    # Leaning left is counterclockwise: a triangle's apex moves left, and the picture is the
+    # mirror image of the same triangle leaning right by as much.
+    left = Obj("triangle", "white", "large", 0.5, 0.5, angle=25.0)
+    right = left.moved(angle=-25.0)
+    assert (orientation_of(left), orientation_of(right)) == ("leaning left", "leaning right")
+    a, b = (render([o], Background(grey=0), size=64).sum(-1) for o in (left, right))
+    top = np.nonzero(a.sum(1))[0][0]
+    assert np.nonzero(a[top])[0].mean() < 32 < np.nonzero(b[top])[0].mean()
+    mirrored = np.abs(a[:, ::-1].astype(float) - b).mean()
+    assert mirrored < 0.1 * np.abs(a.astype(float) - b).mean()
+
+
+def test_orientation_share_of_pretraining_batches():
+    from workbench.data.shapes.images import ORIENTATIONS, sample_images
+
+    plain = sample_images((0, 5), 64)
+    assert [i.caption for i in plain] == [i.caption for i in sample_images((0, 5), 64, orientation=0.0)]
+    assert not any(o in i.caption for i in plain for o in ORIENTATIONS)
+    only = sample_images((0, 5), 32, orientation=1.0)
+    for item in only:  # each names how its shape stands; the hard negative names another way
+        said = [o for o in ORIENTATIONS if o in item.caption]
+        wrong = [o for o in ORIENTATIONS if o in item.hard_negative]
+        assert len(said) == len(wrong) == 1 and said != wrong
+        assert item.caption.replace(said[0], wrong[0]) == item.hard_negative

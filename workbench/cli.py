@@ -25,18 +25,28 @@ TASK_HELP = ("Task: retrieval, recognition, temporal-grounding, st-grounding, qa
 
 @app.command()
 def pretrain(
-    steps: int = typer.Option(1000, help="Optimiser steps."),
+    steps: int = typer.Option(1400, help="Optimiser steps (the shipped model's recipe: 1400)."),
     batch_size: int = typer.Option(256, help="Images per step."),
     hard_negative_weight: float = typer.Option(1.0, help="NegCLIP hard-negative term weight (0: plain CLIP)."),
     seed: int = typer.Option(0),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    orientation: float = typer.Option(0.0, help="Share of stills captioned with how a shape stands "
+                                      "(upright, leaning left/right): what spins need; README."),
+    init_from: Optional[Path] = typer.Option(None, help="Continue from this local-dir model instead "
+                                             "of random weights."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="Autocast (default: bf16 only "
+                                        "where the CPU has bf16 instructions, or on a GPU)."),
+    device: str = typer.Option("cpu", help="cpu or cuda (a GPU pretrains in minutes: README)."),
     run_dir: Path = typer.Option(CACHE_DIR / "pretrain" / DEFAULT_MODEL, help="Checkpoints (resumed if present)."),
     out: Path = typer.Option(MODELS_DIR / DEFAULT_MODEL, help="Where the open_clip local-dir model is written."),
 ):
     """Train the embedded tiny CLIP on ShapesWorld stills (resumes after a kill)."""
     from .backbones.pretrain import PretrainConfig, pretrain as run
 
-    cfg = PretrainConfig(steps=steps, batch_size=batch_size, seed=seed,
-                         hard_negative_weight=hard_negative_weight)
+    cfg = PretrainConfig(steps=steps, batch_size=batch_size, seed=seed, lr=lr,
+                         hard_negative_weight=hard_negative_weight, orientation=orientation,
+                         init_from=str(init_from) if init_from else None, bf16=bf16,
+                         device=device)
     typer.echo(f"model written to {run(cfg, run_dir, out)}")
 
 
@@ -45,7 +55,7 @@ def eval_ilfm(
     model_dir: Path = typer.Option(MODELS_DIR / DEFAULT_MODEL, help="open_clip local-dir model folder."),
     per_attribute: int = typer.Option(300, help="Held-out probe images per attribute."),
 ):
-    """Zero-shot probes (colour, shape, size, position, relation, count) -> MODEL_CARD.md."""
+    """Zero-shot probes (colour, shape, size, position, relation, count, orientation) -> MODEL_CARD.md."""
     from .backbones.card import evaluate_and_write_card
 
     results = evaluate_and_write_card(model_dir, per_attribute)

@@ -46,7 +46,8 @@ from typing import Callable
 import numpy as np
 
 from .images import with_article
-from .world import COLOURS, SHAPES, SIZES, SPINNABLE, Background, Obj, random_background, render
+from .world import (COLOURS, SHAPES, SIZES, SPINNABLE, SYMMETRY, Background, Obj, random_background,
+                    render)
 
 MOVE_KINDS = ("move_left", "move_right", "move_up", "move_down")
 EVENT_KINDS = MOVE_KINDS + (
@@ -81,8 +82,6 @@ MOTION_SPLIT_KINDS = MOVE_KINDS + ("grow", "shrink", "spin_clockwise", "spin_cou
                                    "stay")
 SPLITS = ("train", "eval")
 FPS = 8
-# Rotational symmetry period in degrees: a spin step must stay under half of it to look one way.
-SYMMETRY = {"square": 90.0, "cross": 90.0, "star": 72.0, "triangle": 120.0}
 DIRECTIONS = ("left", "right", "up", "down")
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 _DIRECTION_PHRASE = {"left": "to the left", "right": "to the right", "up": "up", "down": "down"}

@@ -16,13 +16,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .world import (COLOURS, COUNT_WORDS, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, Obj,
-                    cell_centre, random_background, render)
+from .world import (COLOURS, COUNT_WORDS, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, SPINNABLE,
+                    SYMMETRY, Obj, cell_centre, random_background, render)
 
 RELATIONS = {  # relation -> (axis, sign): "A <rel> B" holds when sign * (A - B) along axis > 0
     "to the left of": (0, -1), "to the right of": (0, 1), "above": (1, -1), "below": (1, 1),
 }
-PROBE_ATTRIBUTES = ("colour", "shape", "size", "position", "relation", "count")
+PROBE_ATTRIBUTES = ("colour", "shape", "size", "position", "relation", "count", "orientation")
+# How a spinnable shape stands against its upright pose (orientation_of). Spin direction is the
+# order in which a clip's frames pass through these; a model never told them has no reason to
+# keep them, so the images with orientation captions are what make spins visible to its features.
+ORIENTATIONS = ("upright", "leaning left", "leaning right")
+_UPRIGHT = 1 / 8       # |tilt| under this fraction of the symmetry period reads as upright
+_AMBIGUOUS = 0.35      # beyond this fraction the shape looks as much left- as right-leaning
 
 
 @dataclass
@@ -91,6 +97,49 @@ def single_object_image(rng: np.random.Generator, size_px: int = 64, focus: bool
     image = render([obj], random_background(rng), size=size_px)
     return CaptionedImage(image, describe_single(obj, position, fields),
                           describe_single(neg_obj, neg_pos, fields))
+
+
+def tilt(obj: Obj) -> float:
+    """Signed tilt in degrees from the shape's upright pose, in [-period/2, period/2);
+    counterclockwise (leaning left) is positive, as ``Obj.angle``."""
+    period = SYMMETRY[obj.shape]
+    return (obj.angle + period / 2) % period - period / 2
+
+
+def orientation_of(obj: Obj) -> str:
+    """One of :data:`ORIENTATIONS` for a spinnable shape."""
+    a = tilt(obj) / SYMMETRY[obj.shape]
+    return "upright" if abs(a) < _UPRIGHT else "leaning left" if a > 0 else "leaning right"
+
+
+def _oriented_object(rng: np.random.Generator, position: str, orientation: str | None = None) -> Obj:
+    """A spinnable object whose tilt clearly reads as ``orientation`` (random when None)."""
+    obj = random_object(rng, position).moved(shape=_pick(rng, SPINNABLE))
+    orientation = orientation or _pick(rng, ORIENTATIONS)
+    period = SYMMETRY[obj.shape]
+    if orientation == "upright":
+        a = rng.uniform(-_UPRIGHT, _UPRIGHT) * 0.6
+    else:
+        a = rng.uniform(_UPRIGHT * 1.4, _AMBIGUOUS) * (1 if orientation == "leaning left" else -1)
+    return obj.moved(angle=float(a * period + period * rng.integers(0, 360 // int(period))))
+
+
+def orientation_caption(obj: Obj, position: str, orientation: str, with_position: bool) -> str:
+    text = f"{with_article(obj.description)} {orientation}"
+    return f"{text} {POSITION_PHRASES[position]}" if with_position else text
+
+
+def orientation_image(rng: np.random.Generator, size_px: int = 64) -> CaptionedImage:
+    """A spinnable object at any rotation, captioned with how it stands (upright, leaning left
+    or right); the hard negative names another orientation."""
+    position = _pick(rng, POSITIONS)
+    obj = _oriented_object(rng, position)
+    orientation = orientation_of(obj)
+    wrong = _other(rng, ORIENTATIONS, orientation)
+    with_position = bool(rng.random() < 0.3)
+    image = render([obj], random_background(rng), size=size_px)
+    return CaptionedImage(image, orientation_caption(obj, position, orientation, with_position),
+                          orientation_caption(obj, position, wrong, with_position))
 
 
 def _two_objects(rng: np.random.Generator, relation: str) -> tuple[Obj, Obj]:
@@ -162,11 +211,16 @@ FOCUS_MIXTURE = ((single_object_image, 0.55), (relation_image, 0.4), (count_imag
 
 
 def sample_images(seed: int | tuple, n: int, size_px: int = 64, focus: bool = False,
-                  shape_focus: bool = False) -> list[CaptionedImage]:
+                  shape_focus: bool = False, orientation: float = 0.0) -> list[CaptionedImage]:
     """``n`` captioned images, deterministic in ``seed`` (pass ``(seed, step)`` for a training
-    batch); ``focus`` selects the position-heavy mixture, ``shape_focus`` shape hard negatives."""
+    batch); ``focus`` selects the position-heavy mixture, ``shape_focus`` shape hard negatives,
+    ``orientation`` the share of :func:`orientation_image` stills."""
     rng = np.random.default_rng(seed)
     makers, weights = zip(*(FOCUS_MIXTURE if focus else MIXTURE))
+    if orientation > 0:
+        total = sum(weights)
+        makers = makers + (orientation_image,)
+        weights = tuple(w / total * (1 - orientation) for w in weights) + (orientation,)
     choice = rng.choice(len(makers), size=n, p=np.asarray(weights) / sum(weights))
     return [makers[k](rng, size_px, focus, shape_focus) if makers[k] is single_object_image
             else makers[k](rng, size_px) for k in choice]
@@ -206,11 +260,17 @@ def probe(attribute: str, rng: np.random.Generator, size_px: int = 64) -> Probe:
         objects = [random_object(rng, POSITIONS[c], size="small") for c in cells]
         options = [f"{COUNT_WORDS[k]} shape" + ("s" if k > 1 else "") for k in (1, 2, 3, 4)]
         return Probe(render(objects, bg, size=size_px), options, n - 1)
+    if attribute == "orientation":
+        position = _pick(rng, POSITIONS)
+        obj = _oriented_object(rng, position)
+        options = [orientation_caption(obj, position, o, False) for o in ORIENTATIONS]
+        return Probe(render([obj], bg, size=size_px), options, ORIENTATIONS.index(orientation_of(obj)))
     raise ValueError(f"unknown attribute {attribute!r}; choose from {PROBE_ATTRIBUTES}")
 
 
 def chance(attribute: str) -> float:
     """Accuracy of a uniform guess on :func:`probe` for ``attribute``, in percent."""
     k = {"colour": len(COLOURS), "shape": len(SHAPES), "size": len(SIZES),
-         "position": len(POSITIONS), "relation": 2, "count": 4}[attribute]
+         "position": len(POSITIONS), "relation": 2, "count": 4,
+         "orientation": len(ORIENTATIONS)}[attribute]
     return 100.0 / k

@@ -16,6 +16,8 @@ from PIL import Image, ImageDraw
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross")
 # Shapes whose rotation is visible (a spinning circle looks still).
 SPINNABLE = ("square", "triangle", "star", "cross")
+# Rotational symmetry period in degrees: a spin step must stay under half of it to look one way.
+SYMMETRY = {"square": 90.0, "cross": 90.0, "star": 72.0, "triangle": 120.0}
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (225, 35, 35),
     "green": (40, 185, 60),
