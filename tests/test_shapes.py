@@ -351,13 +351,13 @@ def test_lossless_export_keeps_twins_exact_reversals_on_disk(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 def test_orientation_names_how_a_spinnable_shape_stands_and_mirrors():
-    from workbench.data.shapes.images import ORIENTATIONS, _oriented_object, orientation_of, tilt
+    from workbench.data.shapes.images import ORIENTATIONS, oriented_object, orientation_of, tilt
     from workbench.data.shapes.world import SPINNABLE, SYMMETRY, Background, Obj, render
 
     rng = np.random.default_rng(3)
     for orientation in ORIENTATIONS:
         for _ in range(40):
-            obj = _oriented_object(rng, "center", orientation)
+            obj = oriented_object(rng, "center", orientation)
             assert obj.shape in SPINNABLE and orientation_of(obj) == orientation
             # every pose of a period reads the same: one full symmetry turn changes nothing
             assert orientation_of(obj.moved(angle=obj.angle + SYMMETRY[obj.shape])) == orientation

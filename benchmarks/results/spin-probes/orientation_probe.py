@@ -1,6 +1,6 @@
 """Does the tiny CLIP see which way a still shape leans? (exploratory, not in the package)
 
-Stills of one spinnable shape leaning left or right (``images._oriented_object``: a clear tilt,
+Stills of one spinnable shape leaning left or right (``images.oriented_object``: a clear tilt,
 random colour, size, cell and background), 3,000 to train and 600 held out. Two probes:
 
 1. linear: logistic regression on each representation of the frozen model (its output
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from workbench import load_backbone
 from workbench.backbones.taps import layer_tokens
-from workbench.data.shapes.images import _oriented_object
+from workbench.data.shapes.images import oriented_object
 from workbench.data.shapes.world import POSITIONS, random_background, render
 
 LEANS = ("leaning left", "leaning right")
@@ -30,7 +30,7 @@ def stills(seed: int, n: int, size: int):
     rng = np.random.default_rng(seed)
     images, labels = [], []
     for i in range(n):
-        obj = _oriented_object(rng, POSITIONS[int(rng.integers(len(POSITIONS)))], LEANS[i % 2])
+        obj = oriented_object(rng, POSITIONS[int(rng.integers(len(POSITIONS)))], LEANS[i % 2])
         images.append(render([obj], random_background(rng), size=size))
         labels.append(i % 2)
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2), torch.tensor(labels)

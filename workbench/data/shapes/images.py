@@ -2,6 +2,8 @@
 
 Captions name attributes (colour, shape, size), 3x3 positions, pairwise relations and counts, in
 several templates, and never a motion word (motion is what the video strategies must learn).
+Optional *orientation stills* name how a square, triangle, star or cross stands (upright, leaning
+left, leaning right); the shipped model's recipe has none.
 Each image also gets a *hard negative* caption that differs in one detail (another colour, the
 two objects of a relation swapped, ...): CLIP-style in-batch contrast ignores word order unless
 batches hold such negatives (NegCLIP, Yuksekgonul et al., ICLR 2023).
@@ -25,7 +27,9 @@ RELATIONS = {  # relation -> (axis, sign): "A <rel> B" holds when sign * (A - B)
 PROBE_ATTRIBUTES = ("colour", "shape", "size", "position", "relation", "count", "orientation")
 # How a spinnable shape stands against its upright pose (orientation_of). Spin direction is the
 # order in which a clip's frames pass through these; a model never told them has no reason to
-# keep them, so the images with orientation captions are what make spins visible to its features.
+# keep them. Orientation stills (``sample_images(orientation=...)``, `workbench pretrain
+# --orientation`) caption them; the shipped model was trained without, and a short continued
+# pretraining with them did not teach it (README, benchmarks/results/spin-probes/).
 ORIENTATIONS = ("upright", "leaning left", "leaning right")
 _UPRIGHT = 1 / 8       # |tilt| under this fraction of the symmetry period reads as upright
 _AMBIGUOUS = 0.35      # beyond this fraction the shape looks as much left- as right-leaning
@@ -112,7 +116,7 @@ def orientation_of(obj: Obj) -> str:
     return "upright" if abs(a) < _UPRIGHT else "leaning left" if a > 0 else "leaning right"
 
 
-def _oriented_object(rng: np.random.Generator, position: str, orientation: str | None = None) -> Obj:
+def oriented_object(rng: np.random.Generator, position: str, orientation: str | None = None) -> Obj:
     """A spinnable object whose tilt clearly reads as ``orientation`` (random when None)."""
     obj = random_object(rng, position).moved(shape=_pick(rng, SPINNABLE))
     orientation = orientation or _pick(rng, ORIENTATIONS)
@@ -133,7 +137,7 @@ def orientation_image(rng: np.random.Generator, size_px: int = 64) -> CaptionedI
     """A spinnable object at any rotation, captioned with how it stands (upright, leaning left
     or right); the hard negative names another orientation."""
     position = _pick(rng, POSITIONS)
-    obj = _oriented_object(rng, position)
+    obj = oriented_object(rng, position)
     orientation = orientation_of(obj)
     wrong = _other(rng, ORIENTATIONS, orientation)
     with_position = bool(rng.random() < 0.3)
@@ -262,7 +266,7 @@ def probe(attribute: str, rng: np.random.Generator, size_px: int = 64) -> Probe:
         return Probe(render(objects, bg, size=size_px), options, n - 1)
     if attribute == "orientation":
         position = _pick(rng, POSITIONS)
-        obj = _oriented_object(rng, position)
+        obj = oriented_object(rng, position)
         options = [orientation_caption(obj, position, o, False) for o in ORIENTATIONS]
         return Probe(render([obj], bg, size=size_px), options, ORIENTATIONS.index(orientation_of(obj)))
     raise ValueError(f"unknown attribute {attribute!r}; choose from {PROBE_ATTRIBUTES}")
