@@ -97,3 +97,14 @@ def test_gpu_pretraining_resumes_and_exports_a_cpu_loadable_model(tmp_path):
     from workbench import load_backbone
 
     assert load_backbone(f"local-dir:{out}").embed_dim == 128
+
+
+def test_rendering_workers_do_not_change_what_training_sees(tmp_path):
+    """Batches rendered ahead by DataLoader workers (what a GPU run uses) train the same weights."""
+    inline = pretrain(PretrainConfig(**{**TINY, "steps": 3}, render_workers=0), tmp_path / "a", tmp_path / "a_out",
+                      progress=False)
+    ahead = pretrain(PretrainConfig(**{**TINY, "steps": 3}, render_workers=2), tmp_path / "b", tmp_path / "b_out",
+                     progress=False)
+    a, b = _weights(inline), _weights(ahead)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
