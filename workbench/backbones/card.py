@@ -108,9 +108,10 @@ Each probe: one fresh image, candidate captions that differ only in the probed a
 ## Limits
 - 64 px input, 6 shapes, 8 colours, synthetic backgrounds: it knows ShapesWorld, not the world.
 - No motion, no time: a frame-averaging video model built on it is blind to order by construction.
-{('- It cannot say how a shape stands (orientation near chance): its stills tilt at most 15 degrees'
-  ' and no caption names a tilt. Spin direction is the order of those poses, which is why'
-  ' strategies reading its features learn spins last (README).' + chr(10)) if blind_to_tilt else ''}"""
+{('- It cannot say how a shape stands (orientation near chance)'
+  + (': its stills tilt at most 15 degrees and no caption names a tilt' if not cfg.get('orientation') else '')
+  + '. Spin direction is the order of those poses, which is why strategies reading its features'
+  ' learn spins last (README).' + chr(10)) if blind_to_tilt else ''}"""
     path = model_dir / "MODEL_CARD.md"
     path.write_text(card)
     (model_dir / "probes.json").write_text(json.dumps(results, indent=1))

@@ -33,6 +33,7 @@ PROBE_ATTRIBUTES = ("colour", "shape", "size", "position", "relation", "count", 
 ORIENTATIONS = ("upright", "leaning left", "leaning right")
 _UPRIGHT = 1 / 8       # |tilt| under this fraction of the symmetry period reads as upright
 _AMBIGUOUS = 0.35      # beyond this fraction the shape looks as much left- as right-leaning
+_CLEAR = 0.4           # oriented_object keeps this far (as a fraction of _UPRIGHT) from the upright edge
 
 
 @dataclass
@@ -122,9 +123,9 @@ def oriented_object(rng: np.random.Generator, position: str, orientation: str | 
     orientation = orientation or _pick(rng, ORIENTATIONS)
     period = SYMMETRY[obj.shape]
     if orientation == "upright":
-        a = rng.uniform(-_UPRIGHT, _UPRIGHT) * 0.6
+        a = rng.uniform(-_UPRIGHT, _UPRIGHT) * (1 - _CLEAR)
     else:
-        a = rng.uniform(_UPRIGHT * 1.4, _AMBIGUOUS) * (1 if orientation == "leaning left" else -1)
+        a = rng.uniform(_UPRIGHT * (1 + _CLEAR), _AMBIGUOUS) * (1 if orientation == "leaning left" else -1)
     return obj.moved(angle=float(a * period + period * rng.integers(0, 360 // int(period))))
 
 
