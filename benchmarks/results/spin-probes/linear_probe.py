@@ -2,7 +2,7 @@
 import torch, numpy as np
 from workbench import load_backbone
 from workbench.backbones.taps import layer_tokens
-from workbench.data.shapes.clips import make_clips, evaluation_split
+from workbench.data.shapes.clips import make_clips
 torch.manual_seed(0)
 bb = load_backbone()
 def spins(split, per_kind):
