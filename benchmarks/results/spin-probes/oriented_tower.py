@@ -24,7 +24,6 @@ Run from the repository root with the venv:
 """
 import argparse
 import copy
-import shutil
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 
 from workbench import load_backbone
 from workbench.backbones.openclip import save_backbone
-from workbench.config import DEFAULT_MODEL, MODELS_DIR
+from workbench.config import DEFAULT_MODEL
 from workbench.data.shapes.images import ORIENTATIONS, oriented_object, random_object, sample_images
 from workbench.data.shapes.world import POSITIONS, SPINNABLE, SYMMETRY, random_background, render
 
@@ -93,17 +92,18 @@ def main():
             return 100 * (out.argmax(1) == y).float().mean().item()
         error = torch.atan2(out[:, 1], out[:, 0]) - torch.atan2(y[:, 1], y[:, 0])
         return (torch.remainder(error + torch.pi, 2 * torch.pi) - torch.pi).abs().mean().item() / (2 * torch.pi)
+
     anchor_test = ordinary_stills(10_001, 256, backbone.image_size)
 
     def evaluate():
         with torch.no_grad():
             visual.eval()
             emb = F.normalize(visual(backbone.preprocess(x_test)), dim=-1)
-            lean = task_score(head(emb * 10), y_test)
+            score = task_score(head(emb * 10), y_test)
             a = backbone.preprocess(anchor_test)
             cos = F.cosine_similarity(visual(a), teacher(a)).mean().item()
             visual.train()
-        return lean, cos
+        return score, cos
 
     print(f"step  held-out {'lean %' if args.target == 'lean' else 'phase error'}  anchor cosine  "
           "task loss  seconds", flush=True)
@@ -121,13 +121,13 @@ def main():
         loss.backward()
         opt.step()
         if step % 100 == 0 or step == args.steps:
-            lean, cos = evaluate()
-            print(f"{step:5d}  {lean:14.3g}  {cos:13.4f}  {loss_task.item():9.3f}  "
+            score, cos = evaluate()
+            print(f"{step:5d}  {score:14.3g}  {cos:13.4f}  {loss_task.item():9.3f}  "
                   f"{time.perf_counter() - started:7.0f}", flush=True)
 
-    folder = args.out / "models" / DEFAULT_MODEL
-    shutil.copytree(MODELS_DIR / DEFAULT_MODEL, folder, dirs_exist_ok=True)
-    save_backbone(backbone.eval(), folder, dtype=torch.float16)
+    # Weights and config only: the shipped model card and probes would describe another model
+    # (`workbench eval-ilfm --model-dir FOLDER` writes this one's).
+    folder = save_backbone(backbone.eval(), args.out / "models" / DEFAULT_MODEL, dtype=torch.float16)
     print(f"model: {folder}  (WORKBENCH_ASSETS={args.out})")
 
 
