@@ -386,3 +386,28 @@ def test_orientation_share_of_pretraining_batches():
         wrong = [o for o in ORIENTATIONS if o in item.hard_negative]
         assert len(said) == len(wrong) == 1 and said != wrong
         assert item.caption.replace(said[0], wrong[0]) == item.hard_negative
+
+
+def test_phase_stills_label_where_a_shape_stands_in_its_period():
+    """``phase_stills``: the label is a property of the picture (a full symmetry turn draws the same
+    image and gives the same label), and a spin turns it steadily one way."""
+    from workbench.data.shapes.images import phase_of, phase_stills
+    from workbench.data.shapes.world import SYMMETRY, Background, Obj, render
+
+    images, targets = phase_stills((0, 7), 24)
+    again, same = phase_stills((0, 7), 24)
+    assert np.array_equal(images, again) and np.array_equal(targets, same)     # deterministic
+    assert images.shape == (24, 64, 64, 3) and images.dtype == np.uint8
+    np.testing.assert_allclose(np.linalg.norm(targets, axis=1), 1.0, atol=1e-6)
+    assert np.ptp(np.arctan2(targets[:, 1], targets[:, 0])) > 4                 # any angle, not a few
+    star = Obj("star", "white", "large", 0.5, 0.5, angle=10.0)
+    turned = star.moved(angle=10.0 + SYMMETRY["star"])
+    assert phase_of(turned) == pytest.approx(phase_of(star))
+    a, b = (render([o], Background(grey=0), size=64).astype(float) for o in (star, turned))
+    assert np.abs(a - b).mean() < 0.5                                           # the same picture
+    other = render([star.moved(angle=10.0 + SYMMETRY["star"] / 2)], Background(grey=0), size=64)
+    assert np.abs(a - other).mean() > 5 * np.abs(a - b).mean() + 1              # half a period is not
+    # counterclockwise in small steps: the phase rises by the same amount each step, for every shape
+    for shape, period in SYMMETRY.items():
+        phases = [phase_of(Obj(shape, "red", "small", 0.5, 0.5, angle=a)) for a in np.arange(0, period - 1, period / 8)]
+        np.testing.assert_allclose(np.diff(phases), 2 * np.pi / 8, atol=1e-9)

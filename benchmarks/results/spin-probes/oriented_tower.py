@@ -33,9 +33,10 @@ import torch.nn.functional as F
 
 from workbench import load_backbone
 from workbench.backbones.openclip import save_backbone
+from workbench.backbones.pretrain import phase_error
 from workbench.config import DEFAULT_MODEL
-from workbench.data.shapes.images import ORIENTATIONS, oriented_object, random_object, sample_images
-from workbench.data.shapes.world import POSITIONS, SPINNABLE, SYMMETRY, random_background, render
+from workbench.data.shapes.images import ORIENTATIONS, oriented_object, phase_stills, sample_images
+from workbench.data.shapes.world import POSITIONS, random_background, render
 
 
 def oriented_stills(seed, n: int, size: int):
@@ -48,16 +49,8 @@ def oriented_stills(seed, n: int, size: int):
 
 def phased_stills(seed, n: int, size: int):
     """Spinnable shapes at any angle; targets (cos, sin) of 2 pi angle / symmetry period."""
-    rng = np.random.default_rng(seed)
-    images, phases = [], []
-    for _ in range(n):
-        obj = random_object(rng).moved(shape=SPINNABLE[int(rng.integers(len(SPINNABLE)))],
-                                       angle=float(rng.uniform(0, 360)))
-        phases.append(2 * np.pi * obj.angle / SYMMETRY[obj.shape])
-        images.append(render([obj], random_background(rng), size=size))
-    phases = torch.tensor(phases, dtype=torch.float32)
-    return (torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2),
-            torch.stack([phases.cos(), phases.sin()], dim=1))
+    images, targets = phase_stills(seed, n, size)
+    return torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(targets)
 
 
 def ordinary_stills(seed, n: int, size: int):
@@ -90,8 +83,7 @@ def main():
     def task_score(out, y):  # lean: accuracy %; phase: mean angular error in periods
         if args.target == "lean":
             return 100 * (out.argmax(1) == y).float().mean().item()
-        error = torch.atan2(out[:, 1], out[:, 0]) - torch.atan2(y[:, 1], y[:, 0])
-        return (torch.remainder(error + torch.pi, 2 * torch.pi) - torch.pi).abs().mean().item() / (2 * torch.pi)
+        return phase_error(out, y)
 
     anchor_test = ordinary_stills(10_001, 256, backbone.image_size)
 

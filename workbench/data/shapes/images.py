@@ -129,6 +129,26 @@ def oriented_object(rng: np.random.Generator, position: str, orientation: str | 
     return obj.moved(angle=float(a * period + period * rng.integers(0, 360 // int(period))))
 
 
+def phase_of(obj: Obj) -> float:
+    """Where a spinnable shape stands within its symmetry period, as an angle in radians
+    (2 pi times ``angle / period``): a spin turns it steadily one way, whatever the shape."""
+    return 2 * np.pi * (obj.angle % SYMMETRY[obj.shape]) / SYMMETRY[obj.shape]
+
+
+def phase_stills(seed: int | tuple, n: int, size_px: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` stills of one spinnable shape at any angle (uint8 [n,S,S,3]) and each one's target
+    (cos, sin) of :func:`phase_of` ([n,2] float32): the labelled signal of `workbench pretrain
+    --phase-weight`, which captions alone teach too slowly (README)."""
+    rng = np.random.default_rng(seed)
+    images, phases = [], []
+    for _ in range(n):
+        obj = random_object(rng).moved(shape=_pick(rng, SPINNABLE), angle=float(rng.uniform(0, 360)))
+        phases.append(phase_of(obj))
+        images.append(render([obj], random_background(rng), size=size_px))
+    phases = np.asarray(phases)
+    return np.stack(images), np.stack([np.cos(phases), np.sin(phases)], axis=1).astype(np.float32)
+
+
 def orientation_caption(obj: Obj, position: str, orientation: str, with_position: bool) -> str:
     text = f"{with_article(obj.description)} {orientation}"
     return f"{text} {POSITION_PHRASES[position]}" if with_position else text
