@@ -29,7 +29,8 @@ PROBE_ATTRIBUTES = ("colour", "shape", "size", "position", "relation", "count", 
 # order in which a clip's frames pass through these; a model never told them has no reason to
 # keep them. Orientation stills (``sample_images(orientation=...)``, `workbench pretrain
 # --orientation`) caption them; the shipped model was trained without, and a short continued
-# pretraining with them did not teach it (README, benchmarks/results/spin-probes/).
+# pretraining with them alone did not teach it; with the labelled phase term (phase_stills,
+# `--phase-weight`) it did (README, benchmarks/results/spin-probes/).
 ORIENTATIONS = ("upright", "leaning left", "leaning right")
 _UPRIGHT = 1 / 8       # |tilt| under this fraction of the symmetry period reads as upright
 _AMBIGUOUS = 0.35      # beyond this fraction the shape looks as much left- as right-leaning
