@@ -139,7 +139,7 @@ def phase_of(obj: Obj) -> float:
 def phase_stills(seed: int | tuple, n: int, size_px: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """``n`` stills of one spinnable shape at any angle (uint8 [n,S,S,3]) and each one's target
     (cos, sin) of :func:`phase_of` ([n,2] float32): the labelled signal of `workbench pretrain
-    --phase-weight`, which captions alone teach too slowly (README)."""
+    --phase-weight`. Captions alone teach the lean too slowly (README)."""
     rng = np.random.default_rng(seed)
     images, phases = [], []
     for _ in range(n):
