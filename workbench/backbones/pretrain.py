@@ -80,6 +80,10 @@ def create_tiny_clip(name: str = DEFAULT_MODEL):
     return model, open_clip.get_tokenizer(name)
 
 
+_PHASE_STREAM = 1  # phase stills draw from (seed, step, 1), apart from the captioned batch's (seed, step)
+_PHASE_HELD_OUT = 2  # ...and the held-out phase error's stills from (seed, 2)
+
+
 def normalised(images: np.ndarray, mean, std) -> torch.Tensor:
     """uint8 [N,S,S,3] -> float [N,3,S,S] normalised as the model expects."""
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
@@ -127,10 +131,6 @@ def contrastive_loss(model, loss_fn, pixels, captions, negatives, tokenizer, har
         loss = loss + hard_weight * F.cross_entropy(pair, torch.zeros(len(captions), dtype=torch.long,
                                                                       device=pixels.device))
     return loss
-
-
-_PHASE_STREAM = 1  # phase stills draw from (seed, step, 1), apart from the captioned batch's (seed, step)
-_PHASE_HELD_OUT = 2  # ...and the held-out phase error's stills from (seed, 2)
 
 
 def phase_error(predicted: torch.Tensor, target: torch.Tensor) -> float:
