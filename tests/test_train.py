@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,23 @@ def test_max_epochs_caps_the_steps_of_a_small_training_set(backbone):
     cpu = train_config(get_profile("cpu"), OrderHead(backbone), True, 0)
     assert cpu.max_epochs == MAX_EPOCHS
     assert sized_to(cpu, 6400).steps == cpu.steps and sized_to(cpu, 183).steps < cpu.steps / 10
+
+
+def test_training_flushes_denormals_unless_told_not_to(backbone):
+    """Denormal floats slowed side-evl's CPU steps fourfold (benchmarks/bench_denormals.py), so the
+    loop turns on flush-to-zero; the option turns it back off."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    tiny = torch.tensor(torch.finfo(torch.float32).tiny)
+    cfg = TrainConfig(steps=1, batch_size=8, warmup=1)
+    try:
+        train_retrieval(OrderHead(backbone), synthetic_twins(backbone), cfg, progress=False)
+        assert (tiny / 4).item() == 0.0          # a denormal result comes out as zero
+        train_retrieval(OrderHead(backbone), synthetic_twins(backbone), replace(cfg, flush_denormals=False),
+                        progress=False)
+        assert (tiny / 4).item() > 0.0           # PyTorch's default: kept
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_resume_gives_the_same_parameters(backbone, tmp_path):

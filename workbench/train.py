@@ -68,6 +68,10 @@ class TrainConfig:
     amp: bool = True                # bf16 autocast on CUDA (CPU runs stay fp32: on the two-core build
     #                                 machine, without bf16 instructions, an st-adapter step took 61-67 s in
     #                                 CPU bf16 autocast against 3.1-3.3 s in fp32)
+    flush_denormals: bool = True    # treat denormal floats as zero (torch.set_flush_denormal, process-wide):
+    #                                 on CPU they appear as training settles and each op on them is slow;
+    #                                 side-evl's steps went from 0.11 to 0.5 s after ~600 steps without this
+    #                                 (benchmarks/bench_denormals.py)
 
 
 @dataclass
@@ -287,6 +291,7 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
     from accelerate import Accelerator
 
     cfg = sized_to(cfg, len(data))
+    torch.set_flush_denormal(cfg.flush_denormals)   # a no-op where the CPU cannot (returns False)
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
                                              mixed_precision="bf16" if cfg.amp and torch.cuda.is_available() else "no")
     torch.manual_seed(cfg.seed)
