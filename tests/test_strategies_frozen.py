@@ -143,7 +143,7 @@ def test_side_network_starts_as_mean_pooling_and_learns_order(tiny, train_data, 
     torch.manual_seed(0)
     model = create_strategy("side-evl", tiny)
     assert evaluate_retrieval(model, test_data)["twin_accuracy"] == 50.0
-    train_retrieval(model, train_data, TrainConfig(steps=30, batch_size=8, lr=5e-3, warmup=5,
+    train_retrieval(model, train_data, TrainConfig(steps=60, batch_size=8, lr=5e-3, warmup=5,
                                                    checkpoint_every=0), progress=False)
     assert evaluate_retrieval(model, test_data)["twin_accuracy"] >= 75.0
     _backbone_unchanged(tiny, probe_frames)

@@ -61,7 +61,7 @@ PROFILES: dict[str, Profile] = {
                      train_steps=20, pixel_train_steps=4, pass_train_steps=20, student_train_steps=20,
                      batch_size=16, frame_size=64, device="cpu"),
     "cpu": Profile("cpu", num_frames=8, clips_per_kind=400, eval_clips_per_kind=24, long_videos=60,
-                   train_steps=4000, pixel_train_steps=150, pass_train_steps=700, student_train_steps=800,
+                   train_steps=4000, pixel_train_steps=150, pass_train_steps=3500, student_train_steps=800,
                    batch_size=32, frame_size=128, device="cpu"),
     "gpu": Profile("gpu", num_frames=16, clips_per_kind=400, eval_clips_per_kind=50, long_videos=600,
                    train_steps=3000, pixel_train_steps=3000, pass_train_steps=3000, student_train_steps=3000,

@@ -27,12 +27,16 @@ of the tiny CLIP) and then trains only the side network, with the profile's ``pa
 :meth:`SideEVL.encode_video` is the same two calls, so training and evaluation see the same numbers.
 
 Measured at the ``cpu`` profile (6,400 clips of 8 frames, two CPU cores, README "Strategy
-comparison"): the pass takes about 3-4 minutes and a training step of 32 clips about 0.45 s,
-against 1.9 s when every step re-encoded the pixels. Held-out twin accuracy: 51.1 % after the 150
-pixel-level steps that re-encoding allowed in 10 minutes; 61.4 % after 1,000 steps on the pass
-(706 s in all, over the 10-minute budget, so the profile gives it 700); 88.1 % after 4,000 steps
-(25 minutes, or 33 with other jobs beside it); and 76.9 % after 4,000 steps with ``token_pool=2``
-(spin direction falls to chance, left/right to 72.9 %: the side network needs every patch).
+comparison"): the pass takes about 3 minutes. Held-out twin accuracy: 51.1 % after the 150
+pixel-level steps that re-encoding allowed in 10 minutes; with the side network at half the image
+tower's width (the earlier default), 61.9 % after 700 steps on the pass and 88.1 % after 4,000 (25
+minutes). A quarter of the width (48 for the tiny CLIP: the default now)
+makes a step about half as costly, and depth matters more than width: after 3,500 steps 83.1 %
+reading the last 4 blocks (86.1 % after 4,000, over the budget), 84.4 % reading all 6 at width 32 (over the budget), 75.6 % reading the
+last 2 at width 96 after 3,200 (``benchmarks/results/strategies-cpu-side-evl-steps/``). So the
+``cpu`` profile gives the default 3,500 steps, about 10 minutes with the pass. ``token_pool=2``
+loses too much: 76.9 % after 4,000 steps at width 96 (spin direction falls to chance, left/right to
+72.9 %: the side network needs every patch).
 """
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ from .post_network import POSITION_INIT_STD
 class SideEVLConfig:
     layers: int = 4                 # last-k backbone blocks read by the side network (EVL: 4)
     token_pool: int = 1             # patch grid average-pooled by this factor first (1: every token, as EVL)
-    width: int | None = None        # side-network width; None: half the image tower's width
+    width: int | None = None        # side-network width; None: a quarter of the image tower's width
     head_width: int = 64            # width per attention head of the decoder
     queries: int = 1                # learnable query tokens (EVL: one)
     kernel_size: int = 3            # frames seen by the depthwise temporal convolution
@@ -85,7 +89,7 @@ class SideDecoder(nn.Module):
 
     def __init__(self, in_width: int, embed_dim: int, cfg: SideEVLConfig) -> None:
         super().__init__()
-        width = cfg.width or max(1, in_width // 2)
+        width = cfg.width or max(1, in_width // 4)
         heads = max(1, width // cfg.head_width)
         if width % heads:
             raise ValueError(f"side-evl: width {width} is not divisible into {heads} heads")
