@@ -30,13 +30,13 @@ Measured at the ``cpu`` profile (6,400 clips of 8 frames, two CPU cores, README 
 comparison"): the pass takes about 3 minutes. Held-out twin accuracy: 51.1 % after the 150
 pixel-level steps that re-encoding allowed in 10 minutes; with the side network at half the image
 tower's width (the earlier default), 61.9 % after 700 steps on the pass and 88.1 % after 4,000 (25
-minutes). A quarter of the width (48 for the tiny CLIP: the default now)
-makes a step about half as costly, and depth matters more than width: after 3,500 steps 83.1 %
-reading the last 4 blocks (86.1 % after 4,000, over the budget), 84.4 % reading all 6 at width 32 (over the budget), 75.6 % reading the
-last 2 at width 96 after 3,200 (``benchmarks/results/strategies-cpu-side-evl-steps/``). So the
-``cpu`` profile gives the default 3,500 steps, about 10 minutes with the pass. ``token_pool=2``
-loses too much: 76.9 % after 4,000 steps at width 96 (spin direction falls to chance, left/right to
-72.9 %: the side network needs every patch).
+minutes). A quarter of the width (48 for the tiny CLIP: the default now) makes a step about half as
+costly, and depth matters more than width: after 3,500 steps 83.1 % reading the last 4 blocks
+(86.1 % after 4,000, over the budget), 84.4 % reading all 6 at width 32 (over the budget), 75.6 % reading
+the last 2 at width 96 after 3,200 (``benchmarks/results/strategies-cpu-side-evl-steps/``). So the
+``cpu`` profile gives the default 3,500 steps, 10-13 minutes with the pass as the machine's speed
+drifted. ``token_pool=2`` loses too much: 76.9 % after 4,000 steps at width 96 (spin direction
+falls to chance, left/right to 72.9 %: the side network needs every patch).
 """
 from __future__ import annotations
 
