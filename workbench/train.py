@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -68,7 +69,7 @@ class TrainConfig:
     amp: bool = True                # bf16 autocast on CUDA (CPU runs stay fp32: on the two-core build
     #                                 machine, without bf16 instructions, an st-adapter step took 61-67 s in
     #                                 CPU bf16 autocast against 3.1-3.3 s in fp32)
-    flush_denormals: bool = True    # treat denormal floats as zero (torch.set_flush_denormal, process-wide):
+    flush_denormals: bool = True    # treat denormal floats as zero while training (denormals_flushed):
     #                                 on CPU they appear as training settles and each op on them is slow;
     #                                 side-evl's steps went from 0.11 to 0.5 s after ~600 steps without this
     #                                 (benchmarks/bench_denormals.py)
@@ -278,6 +279,25 @@ def _resume(run_dir: Path | None, model, optimizer) -> dict:
     return json.loads((run_dir / "state.json").read_text())
 
 
+def flushing_denormals() -> bool:
+    """Whether this thread now treats denormal floats as zero. PyTorch can set that
+    (``torch.set_flush_denormal``) but not read it, so a denormal result tells."""
+    return (torch.tensor(torch.finfo(torch.float32).tiny) / 2).item() == 0.0
+
+
+@contextmanager
+def denormals_flushed(on: bool = True):
+    """Treat denormal floats (below 1.2e-38) as zero inside the block, and restore the setting
+    after it: the CPU's flag is global state, which other code (e.g. hypothesis) checks. A CPU
+    that cannot flush ignores it."""
+    before = flushing_denormals()
+    torch.set_flush_denormal(on)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
 def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path | None = None,
                     accelerator=None, progress: bool = True,
                     max_steps_this_run: int | None = None) -> dict:
@@ -286,12 +306,18 @@ def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path 
     Feature-level strategies read ``data.features`` (compute them with
     :class:`workbench.data.features.FeatureCache`); pixel-level ones read ``data.frames``.
     With ``run_dir`` the run checkpoints there and resumes from it. ``max_steps_this_run``
-    time-boxes one call: it stops as a kill would, and the next call resumes.
+    time-boxes one call: it stops as a kill would, and the next call resumes. Denormal floats
+    count as zero while it runs (``cfg.flush_denormals``: :func:`denormals_flushed`).
     """
+    with denormals_flushed(cfg.flush_denormals):
+        return _train_retrieval(model, data, cfg, run_dir, accelerator, progress, max_steps_this_run)
+
+
+def _train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path | None,
+                     accelerator, progress: bool, max_steps_this_run: int | None) -> dict:
     from accelerate import Accelerator
 
     cfg = sized_to(cfg, len(data))
-    torch.set_flush_denormal(cfg.flush_denormals)   # a no-op where the CPU cannot (returns False)
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
                                              mixed_precision="bf16" if cfg.amp and torch.cuda.is_available() else "no")
     torch.manual_seed(cfg.seed)
