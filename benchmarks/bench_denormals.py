@@ -24,14 +24,15 @@ import time
 
 import torch
 
+from workbench.backbones import load_backbone
+from workbench.backbones.taps import vision_tower
 from workbench.strategies.frozen.side_tuning import SideDecoder, SideEVLConfig
+from workbench.train import denormals_flushed
 
-WIDTH, EMBED, TOKENS = 192, 128, 65    # the embedded tiny CLIP's image tower: width, joint space, 1 + 8x8 patches
 
-
-def decoder(sharpness: float, layers: int) -> SideDecoder:
+def decoder(width: int, embed_dim: int, sharpness: float, layers: int) -> SideDecoder:
     torch.manual_seed(0)
-    model = SideDecoder(WIDTH, EMBED, SideEVLConfig(layers=layers))
+    model = SideDecoder(width, embed_dim, SideEVLConfig(layers=layers))
     with torch.no_grad():
         for stage in model.stages:
             w = stage.decoder.attn.embed_dim
@@ -79,16 +80,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tokens = torch.randn(args.batch, 8, args.layers, TOKENS, WIDTH,
+    backbone = load_backbone()                 # the embedded tiny CLIP: its tower's width and tokens
+    tower = vision_tower(backbone)
+    width, tokens_per_frame = tower.transformer.width, 1 + tower.grid_size[0] * tower.grid_size[1]
+    tokens = torch.randn(args.batch, 8, args.layers, tokens_per_frame, width,
                          generator=torch.Generator().manual_seed(0)).half()
-    model = decoder(args.sharpness, args.layers)
+    model = decoder(width, backbone.embed_dim, args.sharpness, args.layers)
     share = denormal_attention_share(model, tokens)
     results = {}
     for flush in (False, True):
-        torch.set_flush_denormal(flush)
-        results[flush] = step_ms(model, tokens, args.steps)
-    torch.set_flush_denormal(False)
-    print(f"side decoder, {args.layers} stages, batch {args.batch} x 8 frames x {TOKENS} tokens, "
+        with denormals_flushed(flush):         # as training sets it (TrainConfig.flush_denormals)
+            results[flush] = step_ms(model, tokens, args.steps)
+    print(f"side decoder, {args.layers} stages, batch {args.batch} x 8 frames x {tokens_per_frame} tokens, "
           f"sharpness {args.sharpness:g}, {args.threads} thread(s); {100 * share:.1f} % of the attention "
           f"probabilities are denormal")
     print(f"  denormals kept (PyTorch's default): {results[False]:7.1f} ms per forward + backward")
