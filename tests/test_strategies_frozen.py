@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from workbench import load_backbone
+from workbench.backbones.taps import layer_tokens
 from workbench.bench import train_config
 from workbench.config import get_profile
 from workbench.data.shapes import COLOURS, SHAPES, Background, Obj, render
 from workbench.strategies import create_strategy, flops_per_clip, list_strategies
 from workbench.strategies.frozen.distillation import student_speedup
+from workbench.strategies.frozen.side_tuning import normalised_tokens
 from workbench.tasks.retrieval import evaluate_retrieval
 from workbench.train import RetrievalData, TrainConfig, contrastive_loss, sample_batch, train_retrieval
 
@@ -160,19 +162,73 @@ def test_side_network_training_runs_the_frozen_backbone_once_per_clip(tiny, trai
     train_retrieval(model, train_data, TrainConfig(steps=30, batch_size=8, checkpoint_every=0), progress=False)
     assert sum(calls) == len(train_data)                       # every clip once, no clip twice
     assert any(not torch.equal(a, b) for a, b in zip(before, model.side.parameters()))
+    cfg, default = train_config(get_profile("cpu"), model, True, 0), TrainConfig()
+    assert (cfg.steps, cfg.lr, cfg.backbone_lr) == (get_profile("cpu").pass_train_steps, 2e-3, default.backbone_lr)
+    assert train_config(get_profile("cpu"), create_strategy("post-transformer", tiny), True, 0).lr == default.lr
+
+
+def _tapped_tokens(model, frames: torch.Tensor) -> torch.Tensor:
+    """The raw tokens ``model`` (side-evl) taps, in float32: [B,T,k,L,W]."""
+    with torch.no_grad(), layer_tokens(model.backbone, model.tapped) as rec:
+        model.backbone.encode_frames(frames)
+    return torch.stack(rec.tokens, dim=1).unflatten(0, frames.shape[:2])
 
 
 def test_side_network_token_pool_averages_the_patch_grid(tiny, probe_frames):
-    """``token_pool=2`` gives CLS plus one token per 2x2 window of patches, each their mean."""
-    every, pooled = (create_strategy("side-evl", tiny, token_pool=k).frozen_pass(probe_frames[0]) for k in (1, 2))
+    """``token_pool=2`` gives CLS plus one token per 2x2 window of patches, each their mean (then
+    normalised, as every token the side network reads)."""
+    frames = probe_frames[0]
+    every, pooled = (create_strategy("side-evl", tiny, token_pool=k, pass_bf16=False).frozen_pass(frames)
+                     for k in (1, 2))
     rows, cols = tiny.clip.visual.grid_size
     assert torch.equal(every[0], pooled[0])                      # the frame features are the ILFM's own
     assert pooled[1].shape[3] == 1 + (rows // 2) * (cols // 2)
-    patches = every[1][..., 1:, :].float().unflatten(3, (rows, cols))
-    assert torch.allclose(pooled[1][..., 1, :].float(), patches[..., :2, :2, :].mean(dim=(3, 4)), atol=0.02)
+    raw = _tapped_tokens(create_strategy("side-evl", tiny), frames)
+    window = raw[..., 1:, :].unflatten(3, (rows, cols))[..., :2, :2, :].mean(dim=(3, 4))
+    assert torch.allclose(pooled[1][..., 1, :].float(), normalised_tokens(window), atol=0.01)
     assert torch.equal(pooled[1][..., 0, :], every[1][..., 0, :])
     with pytest.raises(ValueError, match="token_pool"):
         create_strategy("side-evl", tiny, token_pool=0)
+
+
+def test_side_network_reads_tokens_normalised_once_with_the_same_function_and_gradients(tiny, probe_frames):
+    """The pass stores tokens normalised; a stage folds its LayerNorm's scale and shift into its
+    projection. That must be the unfolded ``proj(norm(tokens))``, value and gradients, for any
+    LayerNorm parameters, and the fp32 pass must give the backbone's own frame features."""
+    frames, before = probe_frames
+    model = create_strategy("side-evl", tiny, pass_bf16=False)
+    features, tokens = model.frozen_pass(frames)
+    assert torch.equal(features, before)
+    raw = _tapped_tokens(model, frames)
+    assert torch.allclose(tokens.float(), normalised_tokens(raw), atol=5e-3)   # float16 storage
+    torch.manual_seed(0)
+    stage = model.side.stages[0]
+    with torch.no_grad():
+        stage.norm.weight.normal_(1, 0.5)
+        stage.norm.bias.normal_(0, 0.5)
+    raw = raw[:, :, 0]
+    grads = []
+    for out in (stage.project(normalised_tokens(raw)), stage.proj(stage.norm(raw))):
+        stage.zero_grad()
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        grads.append([p.grad.clone() for p in (stage.norm.weight, stage.norm.bias, stage.proj.weight, stage.proj.bias)])
+        grads[-1].append(out.detach())
+    for folded, unfolded in zip(*grads):
+        assert torch.allclose(folded, unfolded, rtol=1e-4, atol=1e-4 * unfolded.abs().max().item())
+
+
+def test_side_network_pass_in_bf16_stays_close_and_keeps_twins_equal(tiny, probe_frames):
+    """Under bf16 autocast (the default where the CPU has bf16 instructions) the pass gives nearly
+    the fp32 pass's numbers, and a clip's frames still encode the same whatever their order, so
+    the untrained strategy is still exactly order-blind."""
+    frames = probe_frames[0]
+    exact = create_strategy("side-evl", tiny, pass_bf16=False).frozen_pass(frames)
+    model = create_strategy("side-evl", tiny, pass_bf16=True)
+    fast = model.frozen_pass(frames)
+    for a, b in zip(exact, fast):
+        assert torch.cosine_similarity(a.float(), b.float(), dim=-1).min() > 0.999
+    assert not torch.equal(exact[1], fast[1])                    # it did run in bf16
+    assert torch.equal(model.encode_video(frames.flip(1)), model.encode_video(frames))
 
 
 def test_side_network_builds_no_graph_through_the_backbone(tiny, probe_frames):

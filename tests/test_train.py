@@ -16,7 +16,8 @@ from torch import nn
 from workbench import load_backbone
 from workbench.strategies.base import VideoTextModel
 from workbench.tasks.retrieval import evaluate_retrieval
-from workbench.train import RetrievalData, TrainConfig, contrastive_loss, flushing_denormals, train_retrieval
+from workbench.train import (RetrievalData, TrainConfig, contrastive_loss, flushing_denormals, on_every_cpu_thread,
+                             train_retrieval)
 
 HERE = Path(__file__).parent
 
@@ -95,32 +96,40 @@ def test_max_epochs_caps_the_steps_of_a_small_training_set(backbone):
 
 
 class FlushWitness(OrderHead):
-    """Records, at every forward, whether denormal floats count as zero at that moment."""
+    """Records, at every forward, whether denormal floats count as zero at that moment, on each
+    thread of PyTorch's CPU pool (the flag is per thread)."""
 
     def pool(self, features):
-        self.seen = getattr(self, "seen", set()) | {flushing_denormals()}
+        self.seen = getattr(self, "seen", set()) | set(on_every_cpu_thread(flushing_denormals))
         return super().pool(features)
 
 
 def test_training_flushes_denormals_and_restores_the_setting_after(backbone):
     """Denormal floats slowed side-evl's CPU steps fourfold (benchmarks/bench_denormals.py), so the
-    loop flushes them to zero while it runs; the CPU flag is global, so it is restored afterwards
-    (hypothesis, for one, refuses to run with it left on), and the option turns the flush off."""
+    loop flushes them to zero while it runs, on every thread of the pool (set on the main thread
+    alone, the other thread kept the slow path for its half of each matmul); the CPU flag is
+    global, so it is restored afterwards (hypothesis, for one, refuses to run with it left on), and
+    the option turns the flush off."""
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush denormals")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    if len(on_every_cpu_thread(flushing_denormals)) < 2:
+        pytest.skip("PyTorch's OpenMP pool cannot be reached here")
     cfg = TrainConfig(steps=2, batch_size=8, warmup=1)
     try:
         for before in (False, True):
-            torch.set_flush_denormal(before)
+            on_every_cpu_thread(lambda: torch.set_flush_denormal(before))
             model = FlushWitness(backbone)
             train_retrieval(model, synthetic_twins(backbone), cfg, progress=False)
-            assert model.seen == {True} and flushing_denormals() == before
-        torch.set_flush_denormal(False)
+            assert model.seen == {True} and on_every_cpu_thread(flushing_denormals) == [before] * 2
+        on_every_cpu_thread(lambda: torch.set_flush_denormal(False))
         model = FlushWitness(backbone)
         train_retrieval(model, synthetic_twins(backbone), replace(cfg, flush_denormals=False), progress=False)
-        assert model.seen == {False} and not flushing_denormals()
+        assert model.seen == {False} and not any(on_every_cpu_thread(flushing_denormals))
     finally:
-        torch.set_flush_denormal(False)
+        on_every_cpu_thread(lambda: torch.set_flush_denormal(False))
+        torch.set_num_threads(threads)
 
 
 def test_resume_gives_the_same_parameters(backbone, tmp_path):

@@ -64,7 +64,8 @@ def train_config(profile: Profile, model, hard_negatives: bool, seed: int) -> Tr
     cheap = model.input_level == "features" or model.frozen_frame_features
     steps = (getattr(profile, model.step_budget) if model.step_budget else profile.train_steps if cheap
              else profile.pixel_train_steps)
-    rates = {"backbone_lr": model.backbone_lr} if model.backbone_lr else {}   # e.g. LoRA's factors
+    # a strategy's own rates (``VideoTextModel.lr``, ``.backbone_lr``): side-tuning's, LoRA's factors
+    rates = {k: getattr(model, k) for k in ("lr", "backbone_lr") if getattr(model, k)}
     return TrainConfig(steps=steps, batch_size=profile.batch_size, hard_negatives=hard_negatives,
                        seed=seed, checkpoint_every=0, max_epochs=MAX_EPOCHS, **rates)
 

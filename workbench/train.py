@@ -35,12 +35,17 @@ the batch is split.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import re
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -285,17 +290,67 @@ def flushing_denormals() -> bool:
     return (torch.tensor(torch.finfo(torch.float32).tiny) / 2).item() == 0.0
 
 
+def on_every_cpu_thread(fn: Callable[[], Any]) -> list[Any]:
+    """Run ``fn()`` on each thread of PyTorch's OpenMP pool, the calling thread among them, and
+    return what each gave; only the calling thread where the pool cannot be reached (a build
+    without GNU-compatible OpenMP). For per-thread CPU state such as flush-to-zero: each thread
+    has its own MXCSR register, so ``torch.set_flush_denormal`` on the main thread leaves the
+    pool's other threads, which run their share of every large matmul, on the slow path
+    (``benchmarks/bench_denormals.py``: 166 ms a step flushed on the main thread only, 61 ms
+    flushed on both threads, 282 ms on neither)."""
+    gomp = _openmp_runtime()
+    if gomp is None:
+        return [fn()]
+    results, errors = [], []
+
+    def each(_) -> None:
+        try:
+            results.append(fn())
+        except BaseException as error:  # an exception cannot cross into C: re-raised below
+            errors.append(error)
+
+    callback = _GOMP_FN(each)
+    gomp.GOMP_parallel(callback, None, 0, 0)  # 0 threads: the pool's size (torch.get_num_threads)
+    if errors:
+        raise errors[0]
+    return results
+
+
+_GOMP_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+@lru_cache(maxsize=1)
+def _openmp_runtime():
+    """The OpenMP runtime this process loaded for PyTorch (GNU libgomp, or LLVM / Intel's, which
+    export the same entry point), found among its mapped libraries; None if there is none."""
+    try:
+        maps = Path("/proc/self/maps").read_text().split()
+    except OSError:
+        return None
+    paths = [p for p in maps if p.startswith("/") and re.search(r"lib(gomp|iomp5|omp)[^/]*\.so", p)]
+    for path in dict.fromkeys(paths):
+        try:
+            lib = ctypes.CDLL(path)
+            lib.GOMP_parallel.argtypes = [_GOMP_FN, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+            lib.GOMP_parallel.restype = None
+            return lib
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
 @contextmanager
 def denormals_flushed(on: bool = True):
-    """Treat denormal floats (below 1.2e-38) as zero inside the block, and restore the setting
-    after it: the CPU's flag is global state, which other code (e.g. hypothesis) checks. A CPU
-    that cannot flush ignores it."""
+    """Treat denormal floats (below 1.2e-38) as zero inside the block, on every thread PyTorch
+    computes with (:func:`on_every_cpu_thread`), and restore the calling thread's setting on all
+    of them after it: the CPU's flag is global state, which other code (e.g. hypothesis) checks.
+    A CPU that cannot flush ignores it."""
     before = flushing_denormals()
-    torch.set_flush_denormal(on)
+    on_every_cpu_thread(lambda: torch.set_flush_denormal(on))
     try:
         yield
     finally:
-        torch.set_flush_denormal(before)
+        on_every_cpu_thread(lambda: torch.set_flush_denormal(before))
 
 
 def train_retrieval(model, data: RetrievalData, cfg: TrainConfig, run_dir: Path | None = None,

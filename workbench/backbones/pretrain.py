@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..config import CONFIGS_DIR, DEFAULT_MODEL, MODELS_DIR, go_offline
+from ..config import CONFIGS_DIR, DEFAULT_MODEL, MODELS_DIR, cpu_has_fast_bf16, go_offline
 
 go_offline()
 import numpy as np  # noqa: E402
@@ -60,17 +60,6 @@ class PretrainConfig:
     init_from: str | None = None        # start from this local-dir model (continued pretraining)
     device: str = "cpu"                 # "cuda": batches are still rendered on the CPU...
     render_workers: int | None = None   # ...by this many DataLoader workers; None: 0 on CPU, up to 8 on GPU
-
-
-# bf16 autocast on a CPU without bf16 instructions is slower, not faster: the shipped model was
-# trained where bf16 took 1.6 s/step against 2.55 s in fp32; on an AVX2-only build machine the
-# same autocast did not reach 50 steps in 9 minutes, where fp32 took 4.3 (5.2 s/step).
-def cpu_has_fast_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def create_tiny_clip(name: str = DEFAULT_MODEL):

@@ -110,6 +110,7 @@ class VideoTextModel(nn.Module):
     frozen_backbone_pass: ClassVar[bool] = False   # reads the frozen ILFM's insides: one pass per clip (docstring)
     order: ClassVar[int] = 50            # position in listings (survey order)
     text_head_default: ClassVar[bool] = False  # create_strategy adds the text-side head (text_head.py)
+    lr: ClassVar[float | None] = None           # its rate for the new modules it trains (None: TrainConfig's)
     backbone_lr: ClassVar[float | None] = None  # its rate for the ILFM weights it trains (None: TrainConfig's)
     step_budget: ClassVar[str | None] = None  # the Profile field of its step budget (None: bench.train_config picks)
 

@@ -1,15 +1,18 @@
-"""side-evl at the `cpu` profile with its side network's shape and step budget changed.
+"""side-evl at the `cpu` profile with its side network's shape, step budget, learning rate or pass
+precision changed.
 
-    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS
+    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16]
 
 Trains and scores one row exactly as ``workbench bench --profile cpu --strategy side-evl`` does
-(:func:`workbench.bench.bench_strategy`), with ``SideEVLConfig(layers=LAYERS, width=WIDTH)`` and
-``Profile.pass_train_steps=STEPS``; writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}.json``
-beside this file and prints its twin accuracy per kind pair. Exploratory: the package's defaults
-are what these runs chose (README, side-tuning).
+(:func:`workbench.bench.bench_strategy`), with ``SideEVLConfig(layers=LAYERS, width=WIDTH)``,
+``Profile.pass_train_steps=STEPS`` and, when given, the learning rate (``SideEVL.lr``) and the frozen
+pass's precision (``SideEVLConfig.pass_bf16``); writes the row to
+``side-L{LAYERS}-W{WIDTH}-S{STEPS}[-{pass}][-lr{LR}].json`` beside this file and prints its twin
+accuracy per kind pair. Exploratory: the package's defaults are what these runs chose (README,
+side-tuning).
 """
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -18,22 +21,34 @@ from workbench.bench import bench_strategy, prepare
 from workbench.config import get_profile
 from workbench.strategies.frozen.side_tuning import SideEVL
 
-layers, width, steps = (int(a) for a in sys.argv[1:4])
+parser = argparse.ArgumentParser()
+parser.add_argument("layers", type=int)
+parser.add_argument("width", type=int)
+parser.add_argument("steps", type=int)
+parser.add_argument("--lr", type=float, default=None)
+parser.add_argument("--pass", dest="precision", choices=("fp32", "bf16"), default=None)
+args = parser.parse_args()
+options = {"layers": args.layers, "width": args.width}
+if args.precision:
+    options["pass_bf16"] = args.precision == "bf16"
+if args.lr:
+    SideEVL.lr = args.lr
 _init = SideEVL.__init__
 
 
 def init(self, backbone, **cfg):
-    _init(self, backbone, **{"layers": layers, "width": width, **cfg})
+    _init(self, backbone, **{**options, **cfg})
 
 
 SideEVL.__init__ = init
-profile = get_profile("cpu", pass_train_steps=steps)
+profile = get_profile("cpu", pass_train_steps=args.steps)
 backbone = load_backbone(device="cpu")
 started = time.perf_counter()
 prepared = prepare(profile, backbone, 0)
 print(f"data and frame features ready in {time.perf_counter() - started:.0f} s", flush=True)
 row = bench_strategy("side-evl", backbone, prepared, profile, progress=True)
-out = Path(__file__).with_name(f"side-L{layers}-W{width}-S{steps}.json")
+suffix = (f"-{args.precision}" if args.precision else "") + (f"-lr{args.lr:g}" if args.lr else "")
+out = Path(__file__).with_name(f"side-L{args.layers}-W{args.width}-S{args.steps}{suffix}.json")
 out.write_text(json.dumps(row, indent=1, default=str))
 print({k: row[k] for k in ("twin_acc", "appearance_acc", "motion_acc", "train_s", "trainable_params")})
 print(row["twin_by_kind"])

@@ -8,7 +8,9 @@ via :func:`workbench.backbones.taps.layer_tokens`; ``token_pool=2`` averages the
 first, four times cheaper to train but measured worse: below) and, stage by stage (one per
 tapped block):
 
-1. projects them into the side width (LayerNorm + Linear: blocks differ in scale);
+1. projects them into the side width (LayerNorm + Linear: blocks differ in scale; the tokens
+   never change, so the frozen pass normalises them once and the LayerNorm's scale and shift
+   are folded into the Linear: :meth:`SideStage.project`);
 2. tells them when they happened: learnable frame position embeddings, and a depthwise temporal
    1-D convolution across frames at each token position (EVL's local temporal modules);
 3. lets learnable query token(s) cross-attend to all frames' tokens at once (a pre-LN decoder
@@ -22,21 +24,25 @@ network gives one clip-level residual, not per-frame features).
 
 Because the backbone never changes, what the side network reads is the same at every step:
 ``frozen_backbone_pass`` (``strategies/base.py``). Training runs :meth:`SideEVL.frozen_pass` once
-per training clip (frame features and the tapped tokens, kept in float16: 0.8 MB per 8-frame clip
-of the tiny CLIP) and then trains only the side network, with the profile's ``pass_train_steps``;
+per training clip (frame features and the tapped tokens, normalised and kept in float16: 0.8 MB
+per 8-frame clip of the tiny CLIP) and then trains only the side network, with the profile's
+``pass_train_steps`` at twice the default learning rate (``SideEVL.lr``);
 :meth:`SideEVL.encode_video` is the same two calls, so training and evaluation see the same numbers.
+The pass runs under bf16 autocast on a GPU or a CPU with bf16 instructions (``pass_bf16``): 2.2-2.8
+times faster on the build machine's AMX, tokens within cosine 0.998 of the fp32 pass's.
 
 Measured at the ``cpu`` profile (6,400 clips of 8 frames, two CPU cores, README "Strategy
-comparison"): the pass takes about 3 minutes. Held-out twin accuracy: 51.1 % after the 150
-pixel-level steps that re-encoding allowed in 10 minutes; with the side network at half the image
-tower's width (the earlier default), 61.9 % after 700 steps on the pass and 88.1 % after 4,000 (25
-minutes). A quarter of the width (48 for the tiny CLIP: the default now) makes a step about half as
-costly, and depth matters more than width: after 3,500 steps 83.1 % reading the last 4 blocks
-(86.1 % after 4,000, over the budget), 84.4 % reading all 6 at width 32 (over the budget), 75.6 % reading
-the last 2 at width 96 after 3,200 (``benchmarks/results/strategies-cpu-side-evl-steps/``). So the
-``cpu`` profile gives the default 3,500 steps, 10-13 minutes with the pass as the machine's speed
-drifted. ``token_pool=2`` loses too much: 76.9 % after 4,000 steps at width 96 (spin direction
-falls to chance, left/right to 72.9 %: the side network needs every patch).
+comparison"): the pass takes about 3 minutes in fp32, 1.5-1.8 in bf16. Held-out twin accuracy:
+51.1 % after the 150 pixel-level steps that re-encoding allowed in 10 minutes; with the side network at
+half the image tower's width (the earlier default), 61.9 % after 700 steps on the pass and 88.1 %
+after 4,000 (25 minutes). A quarter of the width (48 for the tiny CLIP: the default now) makes a
+step about half as costly, and depth matters more than width: after 3,500 steps 83.1 % reading the
+last 4 blocks (86.1 % after 4,000, over the budget), 84.4 % reading all 6 at width 32 (over the
+budget), 75.6 % reading the last 2 at width 96 after 3,200
+(``benchmarks/results/strategies-cpu-side-evl-steps/``). So the ``cpu`` profile gives the default
+3,500 steps. Those runs used a learning rate of 1e-3; at 2e-3 the same 3,500 steps reach 87.8 %
+(4e-3: 86.7 %), the default now. ``token_pool=2`` loses too much: 76.9 % after 4,000 steps at width
+96 (spin direction falls to chance, left/right to 72.9 %: the side network needs every patch).
 """
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
 from ...backbones.taps import layer_tokens, vision_tower
+from ...config import cpu_has_fast_bf16
 from ..base import VideoTextModel, register_strategy
 from .post_network import POSITION_INIT_STD
 
@@ -61,6 +68,8 @@ class SideEVLConfig:
     queries: int = 1                # learnable query tokens (EVL: one)
     kernel_size: int = 3            # frames seen by the depthwise temporal convolution
     max_frames: int = 64            # rows of the frame position table; longer clips are refused
+    pass_bf16: bool | None = None   # the frozen pass under bf16 autocast; None: on a GPU, or a CPU
+    #                                 with bf16 instructions (config.cpu_has_fast_bf16), where it pays
 
 
 class SideStage(nn.Module):
@@ -68,20 +77,40 @@ class SideStage(nn.Module):
 
     def __init__(self, in_width: int, width: int, heads: int, kernel_size: int, max_frames: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(in_width)
+        self.norm = nn.LayerNorm(in_width)  # its scale and shift only: the pass normalised the tokens
         self.proj = nn.Linear(in_width, width)
         self.frame_position = nn.Parameter(torch.randn(max_frames, width) * POSITION_INIT_STD)
         self.temporal_conv = nn.Conv1d(width, width, kernel_size, padding="same", groups=width)
         self.decoder = ResidualAttentionBlock(width, heads, is_cross_attention=True)
 
     def forward(self, query: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """query [B,Q,w], tokens [B,T,L,W] -> query [B,Q,w]."""
-        b, t, length, _ = tokens.shape
-        x = self.proj(self.norm(tokens)) + self.frame_position[:t, None]     # [B,T,L,w]
+        """query [B,Q,w], normalised tokens [B,T,L,W] (:func:`normalised_tokens`) -> query [B,Q,w]."""
+        return self.read(query, self.project(tokens))
+
+    def project(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Normalised tokens [...,W] -> ``proj(norm(raw tokens))`` [...,w], with the LayerNorm's
+        scale and shift folded into the projection's weights: one matmul over the tokens, no
+        LayerNorm forward or backward on them at every step (measured about a sixth of a step:
+        ``benchmarks/bench_side_step.py``). Same function, same gradients for every parameter."""
+        weight = self.proj.weight * self.norm.weight                           # [w,W]
+        bias = self.proj.bias + self.proj.weight @ self.norm.bias              # [w]
+        return F.linear(tokens, weight, bias)
+
+    def read(self, query: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """query [B,Q,w], projected tokens [B,T,L,w] -> query [B,Q,w]."""
+        b, t, length, _ = x.shape
+        x = x + self.frame_position[:t, None]                                  # [B,T,L,w]
         per_token = x.permute(0, 2, 3, 1).reshape(b * length, -1, t)          # [B*L,w,T]
         x = x + self.temporal_conv(per_token).view(b, length, -1, t).permute(0, 3, 1, 2)
         x = x.flatten(1, 2)                                                  # [B,T*L,w]
         return self.decoder(query, k_x=x, v_x=x)
+
+
+def normalised_tokens(tokens: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Tokens [...,W] -> each normalised over its width (a LayerNorm without scale and shift, in
+    float32): what :meth:`SideStage.project` reads. The tapped tokens never change, so
+    :meth:`SideEVL.frozen_pass` does this once per clip instead of once per step."""
+    return F.layer_norm(tokens.float(), tokens.shape[-1:], eps=eps)
 
 
 class SideDecoder(nn.Module):
@@ -102,7 +131,8 @@ class SideDecoder(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B,T,k,L,W]: each frame's tokens after each tapped block, shallowest first -> [B,D]."""
+        """tokens [B,T,k,L,W]: each frame's tokens after each tapped block, shallowest first, each
+        normalised (:func:`normalised_tokens`) -> [B,D]."""
         query = self.query.expand(tokens.shape[0], -1, -1)                   # [B,Q,w]
         for i, stage in enumerate(self.stages):
             query = stage(query, tokens[:, :, i].to(self.query.dtype))
@@ -118,6 +148,7 @@ class SideEVL(VideoTextModel):
     input_level = "pixels"
     frozen_backbone_pass = True
     step_budget = "pass_train_steps"   # steps on the recorded pass, each far cheaper than a pixel step
+    lr = 2e-3                          # twice TrainConfig's: 87.8 % of twins at 3,500 steps, not 82.5-83.1
     order = 20
 
     def __init__(self, backbone, **cfg) -> None:
@@ -134,16 +165,28 @@ class SideEVL(VideoTextModel):
         self.side.to(backbone.device)
 
     def frozen_pass(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B,T,3,H,W] -> frozen frame features [B,T,D] and tapped tokens [B,T,k,L,W] (float16)."""
+        """[B,T,3,H,W] -> frozen frame features [B,T,D] (float32) and tapped tokens [B,T,k,L,W], each
+        normalised over its width (:func:`normalised_tokens`), kept in float16."""
         b, t = frames.shape[:2]
         if t > self.cfg.max_frames:
             raise ValueError(f"side-evl: {t} frames, but max_frames={self.cfg.max_frames}")
-        with torch.no_grad(), layer_tokens(self.backbone, self.tapped) as rec:
-            features = self.backbone.encode_frames(frames)                   # [B,T,D]
-        tokens = torch.stack(rec.tokens, dim=1)                              # [B*T,k,1+h*w,W]
+        autocast = torch.autocast(self.backbone.device.type, torch.bfloat16, enabled=self.pass_bf16)
+        with torch.no_grad(), autocast, layer_tokens(self.backbone, self.tapped) as rec:
+            features = self.backbone.encode_frames(frames).float()          # [B,T,D]
+            tokens = torch.stack([x.float() for x in rec.tokens], dim=1)    # [B*T,k,1+h*w,W]
         if self.cfg.token_pool > 1:
             tokens = torch.cat([tokens[:, :, :1], self._pooled_patches(tokens[:, :, 1:])], dim=2)
+        tokens = normalised_tokens(tokens, self.side.stages[0].norm.eps)
         return features, tokens.half().view(b, t, *tokens.shape[1:])
+
+    @property
+    def pass_bf16(self) -> bool:
+        """Does :meth:`frozen_pass` run under bf16 autocast (``SideEVLConfig.pass_bf16``)?"""
+        if self.cfg.pass_bf16 is not None:
+            return self.cfg.pass_bf16
+        if self.backbone.dtype != torch.float32:   # a backbone loaded in half precision runs as it is
+            return False
+        return self.backbone.device.type == "cuda" or cpu_has_fast_bf16()
 
     def _pooled_patches(self, patches: torch.Tensor) -> torch.Tensor:
         """[N,k,h*w,W] patch tokens -> [N,k,h'*w',W], each 2-D window of ``token_pool`` patches
