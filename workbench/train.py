@@ -296,8 +296,8 @@ def on_every_cpu_thread(fn: Callable[[], Any]) -> list[Any]:
     without GNU-compatible OpenMP). For per-thread CPU state such as flush-to-zero: each thread
     has its own MXCSR register, so ``torch.set_flush_denormal`` on the main thread leaves the
     pool's other threads, which run their share of every large matmul, on the slow path
-    (``benchmarks/bench_denormals.py``: 166 ms a step flushed on the main thread only, 61 ms
-    flushed on both threads, 282 ms on neither)."""
+    (``benchmarks/bench_denormals.py``, two threads: 146 ms a step flushed on the main thread
+    only, 54 ms flushed on both, 277 ms on neither)."""
     gomp = _openmp_runtime()
     if gomp is None:
         return [fn()]

@@ -7,7 +7,8 @@ Trains and scores one row exactly as ``workbench bench --profile cpu --strategy 
 (:func:`workbench.bench.bench_strategy`), with ``SideEVLConfig(layers=LAYERS, width=WIDTH)``,
 ``Profile.pass_train_steps=STEPS`` and, when given, the learning rate (``SideEVL.lr``) and the frozen
 pass's precision (``SideEVLConfig.pass_bf16``); writes the row to
-``side-L{LAYERS}-W{WIDTH}-S{STEPS}[-{pass}][-lr{LR}].json`` beside this file and prints its twin
+``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}.json`` beside this file (rows without the last two
+parts were made before those options existed: fp32 pass, lr 1e-3) and prints its twin
 accuracy per kind pair. Exploratory: the package's defaults are what these runs chose (README,
 side-tuning).
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from workbench.backbones import load_backbone
 from workbench.bench import bench_strategy, prepare
-from workbench.config import get_profile
+from workbench.config import cpu_has_fast_bf16, get_profile
 from workbench.strategies.frozen.side_tuning import SideEVL
 
 parser = argparse.ArgumentParser()
@@ -47,8 +48,8 @@ started = time.perf_counter()
 prepared = prepare(profile, backbone, 0)
 print(f"data and frame features ready in {time.perf_counter() - started:.0f} s", flush=True)
 row = bench_strategy("side-evl", backbone, prepared, profile, progress=True)
-suffix = (f"-{args.precision}" if args.precision else "") + (f"-lr{args.lr:g}" if args.lr else "")
-out = Path(__file__).with_name(f"side-L{args.layers}-W{args.width}-S{args.steps}{suffix}.json")
+precision = args.precision or ("bf16" if cpu_has_fast_bf16() else "fp32")   # SideEVL.pass_bf16's default
+out = Path(__file__).with_name(f"side-L{args.layers}-W{args.width}-S{args.steps}-{precision}-lr{SideEVL.lr:g}.json")
 out.write_text(json.dumps(row, indent=1, default=str))
 print({k: row[k] for k in ("twin_acc", "appearance_acc", "motion_acc", "train_s", "trainable_params")})
 print(row["twin_by_kind"])

@@ -33,16 +33,18 @@ times faster on the build machine's AMX, tokens within cosine 0.998 of the fp32 
 
 Measured at the ``cpu`` profile (6,400 clips of 8 frames, two CPU cores, README "Strategy
 comparison"): the pass takes about 3 minutes in fp32, 1.5-1.8 in bf16. Held-out twin accuracy:
-51.1 % after the 150 pixel-level steps that re-encoding allowed in 10 minutes; with the side network at
-half the image tower's width (the earlier default), 61.9 % after 700 steps on the pass and 88.1 %
+51.1 % after the 150 pixel-level steps that re-encoding allowed in 10 minutes; with the side network
+at half the image tower's width (the earlier default), 61.9 % after 700 steps on the pass and 88.1 %
 after 4,000 (25 minutes). A quarter of the width (48 for the tiny CLIP: the default now) makes a
 step about half as costly, and depth matters more than width: after 3,500 steps 83.1 % reading the
 last 4 blocks (86.1 % after 4,000, over the budget), 84.4 % reading all 6 at width 32 (over the
 budget), 75.6 % reading the last 2 at width 96 after 3,200
-(``benchmarks/results/strategies-cpu-side-evl-steps/``). So the ``cpu`` profile gives the default
-3,500 steps. Those runs used a learning rate of 1e-3; at 2e-3 the same 3,500 steps reach 87.8 %
-(4e-3: 86.7 %), the default now. ``token_pool=2`` loses too much: 76.9 % after 4,000 steps at width
-96 (spin direction falls to chance, left/right to 72.9 %: the side network needs every patch).
+(``benchmarks/results/strategies-cpu-side-evl-steps/``). Those runs used a learning rate of 1e-3. At
+2e-3 (``SideEVL.lr``, the default now) the same 3,500 steps reach 87.8 % (4e-3: 86.7 %), and with
+the bf16 pass, the folded LayerNorms and denormals flushed on every thread, 4,000 steps fit the
+budget: 90.6 % in 524 s, pass included. So the ``cpu`` profile gives 4,000. ``token_pool=2`` loses
+too much: 76.9 % after 4,000 steps at width 96 (spin direction falls to chance, left/right to
+72.9 %: the side network needs every patch).
 """
 from __future__ import annotations
 
