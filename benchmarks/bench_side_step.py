@@ -43,15 +43,19 @@ def median_ms(run, repeats: int) -> float:
 
 
 def step(side: SideDecoder, tokens: torch.Tensor, per_step_norm: bool) -> None:
-    """One forward and backward of the side network; ``per_step_norm``: ``tokens`` are raw and each
-    stage normalises them itself (``proj(norm(tokens))``, as before the fold)."""
-    query = side.query.expand(tokens.shape[0], -1, -1)
-    for i, stage in enumerate(side.stages):
-        layer = tokens[:, :, i].float()
-        x = stage.proj(stage.norm(layer)) if per_step_norm else stage.project(layer)
-        query = stage.read(query, x)
+    """One forward and backward of the side network. Without ``per_step_norm``: ``side(tokens)``,
+    the package's own forward on normalised tokens. With it (the baseline): ``tokens`` are raw and
+    each stage normalises them itself (``proj(norm(tokens))``, as before the fold)."""
+    if per_step_norm:
+        query = side.query.expand(tokens.shape[0], -1, -1)
+        for i, stage in enumerate(side.stages):
+            layer = tokens[:, :, i].float()
+            query = stage.read(query, stage.proj(stage.norm(layer)))
+        out = side.out(side.out_norm(query.mean(dim=1)))
+    else:
+        out = side(tokens)
     side.zero_grad()
-    side.out(side.out_norm(query.mean(dim=1))).square().mean().backward()
+    out.square().mean().backward()
 
 
 def main() -> None:
