@@ -7,10 +7,16 @@ of the side network alone on what the pass recorded. This times both, in the sam
 1. *The frozen pass*, one batch of 32 clips, in float32 (the baseline) and under bf16 autocast
    (``SideEVLConfig.pass_bf16``; the default only where the CPU has bf16 instructions, which this
    prints). Also prints how close the two passes' tokens are.
-2. *A side-network step* (forward and backward, batch 32, the default shape) with every stage's
-   LayerNorm run on the raw tokens at every step (the baseline) and on tokens the pass
-   normalised once, with the LayerNorm's scale and shift folded into the projection
-   (``SideStage.project``, the default). The two compute the same function.
+2. *A side-network step* (forward and backward, batch 32, the default shape), three ways that
+   compute the same function:
+
+   - *as first written*: every stage's LayerNorm run on the raw tokens at every step, and the
+     temporal convolution a ``Conv1d`` over a transposed copy of the tokens;
+   - *folded*: tokens the pass normalised once, the LayerNorm's scale and shift folded into the
+     projection (``SideStage.project``), the convolution as first written;
+   - *the package's* ``SideDecoder`` forward: folded, and the convolution run where the tokens
+     lie (``SideStage.across_time``: the Conv1d's weights as a (k, 1) 2-D convolution on the
+     channels-last view of the tokens).
 
 Each time is the median of ``--repeats`` runs, denormals flushed as training flushes them.
 
@@ -42,18 +48,29 @@ def median_ms(run, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def step(side: SideDecoder, tokens: torch.Tensor, per_step_norm: bool) -> None:
-    """One forward and backward of the side network. Without ``per_step_norm``: ``side(tokens)``,
-    the package's own forward on normalised tokens. With it (the baseline): ``tokens`` are raw and
-    each stage normalises them itself (``proj(norm(tokens))``, as before the fold)."""
-    if per_step_norm:
+def first_read(stage, query: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``SideStage.read`` as first written (the baseline): the depthwise Conv1d over a transposed
+    copy of the tokens."""
+    b, t, length, _ = x.shape
+    x = x + stage.frame_position[:t, None]
+    per_token = x.permute(0, 2, 3, 1).reshape(b * length, -1, t)                # [B*L,w,T]
+    x = x + stage.temporal_conv(per_token).view(b, length, -1, t).permute(0, 3, 1, 2)
+    x = x.flatten(1, 2)
+    return stage.decoder(query, k_x=x, v_x=x)
+
+
+def step(side: SideDecoder, tokens: torch.Tensor, way: str) -> None:
+    """One forward and backward of the side network, computed ``way`` (module docstring):
+    "first" reads raw ``tokens``, the other two normalised ones."""
+    if way == "package":
+        out = side(tokens)
+    else:
         query = side.query.expand(tokens.shape[0], -1, -1)
         for i, stage in enumerate(side.stages):
             layer = tokens[:, :, i].float()
-            query = stage.read(query, stage.proj(stage.norm(layer)))
+            projected = stage.proj(stage.norm(layer)) if way == "first" else stage.project(layer)
+            query = first_read(stage, query, projected)
         out = side.out(side.out_norm(query.mean(dim=1)))
-    else:
-        out = side(tokens)
     side.zero_grad()
     out.square().mean().backward()
 
@@ -91,10 +108,12 @@ def main() -> None:
     raw = torch.stack(rec.tokens, dim=1).unflatten(0, frames.shape[:2]).half()  # [B,T,k,L,W]
     assert torch.allclose(normalised_tokens(raw).half().float(), tokens.float(), atol=5e-3)
     with denormals_flushed(True):
-        before_ms = median_ms(lambda: step(side, raw, per_step_norm=True), args.repeats)
-        after_ms = median_ms(lambda: step(side, tokens, per_step_norm=False), args.repeats)
-    print(f"side-network step, batch {args.batch}: LayerNorm every step {before_ms:.1f} ms, "
-          f"normalised once and folded {after_ms:.1f} ms: {before_ms / after_ms:.2f}x")
+        first_ms = median_ms(lambda: step(side, raw, "first"), args.repeats)
+        folded_ms = median_ms(lambda: step(side, tokens, "folded"), args.repeats)
+        package_ms = median_ms(lambda: step(side, tokens, "package"), args.repeats)
+    print(f"side-network step, batch {args.batch}: as first written {first_ms:.1f} ms, folded "
+          f"{folded_ms:.1f} ms, the package's {package_ms:.1f} ms: {first_ms / folded_ms:.2f}x "
+          f"for the fold, {folded_ms / package_ms:.2f}x more for the convolution in place, {first_ms / package_ms:.2f}x in all")
 
 
 if __name__ == "__main__":

@@ -217,6 +217,34 @@ def test_side_network_reads_tokens_normalised_once_with_the_same_function_and_gr
         assert torch.allclose(folded, unfolded, rtol=1e-4, atol=1e-4 * unfolded.abs().max().item())
 
 
+@pytest.mark.parametrize("kernel_size", [3, 4])
+def test_side_stage_runs_its_temporal_conv1d_where_the_tokens_lie(tiny, kernel_size):
+    """``across_time`` is the stage's depthwise Conv1d over each token position's frames (odd and
+    even kernels: "same" padding puts the extra zero after): values, and gradients of the tokens
+    and of the convolution's weights."""
+    torch.manual_seed(0)
+    stage = create_strategy("side-evl", tiny, kernel_size=kernel_size).side.stages[0]
+    conv = stage.temporal_conv
+    with torch.no_grad():
+        conv.weight.normal_(0, 0.5)
+        conv.bias.normal_(0, 0.5)
+    tokens = torch.randn(2, 8, 5, conv.in_channels)                         # [B,T,L,w]
+
+    def conv1d(x):   # the Conv1d itself, over a transposed copy [B*L,w,T]
+        b, t, length, w = x.shape
+        return conv(x.permute(0, 2, 3, 1).reshape(b * length, w, t)).view(b, length, w, t).permute(0, 3, 1, 2)
+
+    results = []
+    for mix in (stage.across_time, conv1d):
+        conv.zero_grad()
+        x = tokens.clone().requires_grad_()
+        out = mix(x)
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        results.append([out.detach(), x.grad, conv.weight.grad.clone(), conv.bias.grad.clone()])
+    for ours, theirs in zip(*results):
+        assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
 def test_side_network_pass_in_bf16_stays_close_and_keeps_twins_equal(tiny, probe_frames):
     """Under bf16 autocast (the default where the CPU has bf16 instructions) the pass gives nearly
     the fp32 pass's numbers, and a clip's frames still encode the same whatever their order, so

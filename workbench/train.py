@@ -73,7 +73,8 @@ class TrainConfig:
     checkpoint_every: int = 100     # steps between atomic checkpoints (0: only at the end)
     amp: bool = True                # bf16 autocast on CUDA (CPU runs stay fp32: on the two-core build
     #                                 machine, without bf16 instructions, an st-adapter step took 61-67 s in
-    #                                 CPU bf16 autocast against 3.1-3.3 s in fp32)
+    #                                 CPU bf16 autocast against 3.1-3.3 s in fp32; with AMX, pixel-level steps
+    #                                 gained 0.8-1.4x, benchmarks/bench_cpu_amp.py)
     flush_denormals: bool = True    # treat denormal floats as zero while training (denormals_flushed):
     #                                 on CPU they appear as training settles and each op on them is slow;
     #                                 side-evl's steps went from 0.11 to 0.5 s after ~600 steps without this

@@ -1,21 +1,24 @@
 """side-evl at the `cpu` profile with its side network's shape, step budget, learning rate or pass
 precision changed.
 
-    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16]
+    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16] [--keep FRACTION]
 
 Trains and scores one row exactly as ``workbench bench --profile cpu --strategy side-evl`` does
 (:func:`workbench.bench.bench_strategy`), with ``SideEVLConfig(layers=LAYERS, width=WIDTH)``,
 ``Profile.pass_train_steps=STEPS`` and, when given, the learning rate (``SideEVL.lr``) and the frozen
-pass's precision (``SideEVLConfig.pass_bf16``); writes the row to
-``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}.json`` beside this file (rows without the last two
-parts were made before those options existed: fp32 pass, lr 1e-3) and prints its twin
-accuracy per kind pair. Exploratory: the package's defaults are what these runs chose (README,
+pass's precision (``SideEVLConfig.pass_bf16``); with ``--keep``, each training step reads only that
+fraction of every frame's patch tokens (the CLS token always), drawn afresh at every step, while
+evaluation reads them all. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}].json``
+beside this file (rows without the pass and rate parts were made before those options existed:
+fp32 pass, lr 1e-3) and prints its twin accuracy per kind pair. Exploratory: the package's defaults are what these runs chose (README,
 side-tuning).
 """
 import argparse
 import json
 import time
 from pathlib import Path
+
+import torch
 
 from workbench.backbones import load_backbone
 from workbench.bench import bench_strategy, prepare
@@ -28,6 +31,7 @@ parser.add_argument("width", type=int)
 parser.add_argument("steps", type=int)
 parser.add_argument("--lr", type=float, default=None)
 parser.add_argument("--pass", dest="precision", choices=("fp32", "bf16"), default=None)
+parser.add_argument("--keep", type=float, default=1.0)
 args = parser.parse_args()
 options = {"layers": args.layers, "width": args.width}
 if args.precision:
@@ -42,6 +46,19 @@ def init(self, backbone, **cfg):
 
 
 SideEVL.__init__ = init
+_encode_frozen = SideEVL.encode_frozen
+
+
+def encode_frozen(self, frozen):
+    features, tokens = frozen                                            # tokens [B,T,k,L,W]
+    if self.training and args.keep < 1:
+        patches = tokens.shape[3] - 1
+        kept = 1 + torch.randperm(patches)[:max(1, round(patches * args.keep))].sort().values
+        tokens = tokens[:, :, :, torch.cat([torch.zeros(1, dtype=torch.long), kept])]
+    return _encode_frozen(self, (features, tokens))
+
+
+SideEVL.encode_frozen = encode_frozen
 profile = get_profile("cpu", pass_train_steps=args.steps)
 backbone = load_backbone(device="cpu")
 started = time.perf_counter()
@@ -49,7 +66,8 @@ prepared = prepare(profile, backbone, 0)
 print(f"data and frame features ready in {time.perf_counter() - started:.0f} s", flush=True)
 row = bench_strategy("side-evl", backbone, prepared, profile, progress=True)
 precision = args.precision or ("bf16" if cpu_has_fast_bf16() else "fp32")   # SideEVL.pass_bf16's default
-out = Path(__file__).with_name(f"side-L{args.layers}-W{args.width}-S{args.steps}-{precision}-lr{SideEVL.lr:g}.json")
+keep = f"-keep{args.keep:g}" if args.keep < 1 else ""
+out = Path(__file__).with_name(f"side-L{args.layers}-W{args.width}-S{args.steps}-{precision}-lr{SideEVL.lr:g}{keep}.json")
 out.write_text(json.dumps(row, indent=1, default=str))
 print({k: row[k] for k in ("twin_acc", "appearance_acc", "motion_acc", "train_s", "trainable_params")})
 print(row["twin_by_kind"])
