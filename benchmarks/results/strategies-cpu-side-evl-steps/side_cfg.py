@@ -1,14 +1,15 @@
 """side-evl at the `cpu` profile with its side network's shape, step budget, learning rate or pass
 precision changed.
 
-    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16] [--keep FRACTION]
+    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16] [--keep FRACTION] [--ema DECAY]
 
 Trains and scores one row exactly as ``workbench bench --profile cpu --strategy side-evl`` does
 (:func:`workbench.bench.bench_strategy`), with ``SideEVLConfig(layers=LAYERS, width=WIDTH)``,
 ``Profile.pass_train_steps=STEPS`` and, when given, the learning rate (``SideEVL.lr``) and the frozen
 pass's precision (``SideEVLConfig.pass_bf16``); with ``--keep``, each training step reads only that
 fraction of every frame's patch tokens (the CLS token always), drawn afresh at every step, while
-evaluation reads them all. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}].json``
+evaluation reads them all; with ``--ema``, an exponential moving average of the trained weights
+(updated after every optimiser step) replaces them before evaluation. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}].json``
 beside this file (rows without the pass and rate parts were made before those options existed:
 fp32 pass, lr 1e-3) and prints its twin accuracy per kind pair. Exploratory: the package's defaults are what these runs chose (README,
 side-tuning).
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from workbench import train
 from workbench.backbones import load_backbone
 from workbench.bench import bench_strategy, prepare
 from workbench.config import cpu_has_fast_bf16, get_profile
@@ -32,6 +34,7 @@ parser.add_argument("steps", type=int)
 parser.add_argument("--lr", type=float, default=None)
 parser.add_argument("--pass", dest="precision", choices=("fp32", "bf16"), default=None)
 parser.add_argument("--keep", type=float, default=1.0)
+parser.add_argument("--ema", type=float, default=None)
 args = parser.parse_args()
 options = {"layers": args.layers, "width": args.width}
 if args.precision:
@@ -59,6 +62,35 @@ def encode_frozen(self, frozen):
 
 
 SideEVL.encode_frozen = encode_frozen
+_build_optimizer, _train_retrieval, averaged = train.build_optimizer, train.train_retrieval, {}
+
+
+def build_optimizer(model, cfg):
+    optimizer = _build_optimizer(model, cfg)
+    params = averaged["params"] = [p for group in optimizer.param_groups for p in group["params"]]
+    average = averaged["average"] = [p.detach().clone() for p in params]
+    step = optimizer.step
+
+    def step_and_average(*a, **kw):
+        out = step(*a, **kw)
+        with torch.no_grad():
+            torch._foreach_lerp_(average, [p.detach() for p in params], 1 - args.ema)
+        return out
+
+    optimizer.step = step_and_average
+    return optimizer
+
+
+def train_retrieval(*a, **kw):
+    log = _train_retrieval(*a, **kw)
+    with torch.no_grad():
+        for p, mean in zip(averaged["params"], averaged["average"]):
+            p.copy_(mean)
+    return log
+
+
+if args.ema:
+    train.build_optimizer, train.train_retrieval = build_optimizer, train_retrieval
 profile = get_profile("cpu", pass_train_steps=args.steps)
 backbone = load_backbone(device="cpu")
 started = time.perf_counter()
@@ -66,7 +98,7 @@ prepared = prepare(profile, backbone, 0)
 print(f"data and frame features ready in {time.perf_counter() - started:.0f} s", flush=True)
 row = bench_strategy("side-evl", backbone, prepared, profile, progress=True)
 precision = args.precision or ("bf16" if cpu_has_fast_bf16() else "fp32")   # SideEVL.pass_bf16's default
-keep = f"-keep{args.keep:g}" if args.keep < 1 else ""
+keep = (f"-keep{args.keep:g}" if args.keep < 1 else "") + (f"-ema{args.ema:g}" if args.ema else "")
 out = Path(__file__).with_name(f"side-L{args.layers}-W{args.width}-S{args.steps}-{precision}-lr{SideEVL.lr:g}{keep}.json")
 out.write_text(json.dumps(row, indent=1, default=str))
 print({k: row[k] for k in ("twin_acc", "appearance_acc", "motion_acc", "train_s", "trainable_params")})
