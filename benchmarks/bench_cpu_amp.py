@@ -1,4 +1,4 @@
-"""Should training on a CPU with bf16 instructions run under bf16 autocast? Measured: not yet.
+"""Should training on a CPU with bf16 instructions run under bf16 autocast? Here, no (README, speed).
 
 Strategies that run the ILFM on pixels at every step (adapters, LoRA, prompts, fine-tuning) spend
 their step in the image tower. On the build machine's AMX a 4,096-square matmul runs about five
