@@ -104,5 +104,6 @@ def main() -> None:
     print(f"  flushed on every thread (training):      {flushed:7.1f} ms")
     print(f"  kept / flushed: {kept / flushed:.2f}x; calling thread only / flushed: {main_only / flushed:.2f}x")
 
+
 if __name__ == "__main__":
     main()
