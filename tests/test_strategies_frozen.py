@@ -8,6 +8,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from workbench import load_backbone
 from workbench.backbones.taps import layer_tokens
@@ -16,7 +17,7 @@ from workbench.config import get_profile
 from workbench.data.shapes import COLOURS, SHAPES, Background, Obj, render
 from workbench.strategies import create_strategy, flops_per_clip, list_strategies
 from workbench.strategies.frozen.distillation import student_speedup
-from workbench.strategies.frozen.side_tuning import normalised_tokens
+from workbench.strategies.frozen.side_tuning import cross_frame_attention, normalised_tokens, offset_bins
 from workbench.tasks.retrieval import evaluate_retrieval
 from workbench.train import RetrievalData, TrainConfig, contrastive_loss, sample_batch, train_retrieval
 
@@ -243,6 +244,69 @@ def test_side_stage_runs_its_temporal_conv1d_where_the_tokens_lie(tiny, kernel_s
         results.append([out.detach(), x.grad, conv.weight.grad.clone(), conv.bias.grad.clone()])
     for ours, theirs in zip(*results):
         assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def _sliding_content(frames: int, grid: tuple[int, int], heads: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries and keys [1,T,heads,1+P,P] of patches whose content slides one column right per
+    frame: patch (r, c) of frame t holds what patch (r, c-1) held at t-1 (one-hot content, sharp
+    queries, wrapping round)."""
+    rows, cols = grid
+    r, c = torch.arange(rows).repeat_interleave(cols), torch.arange(cols).repeat(rows)
+    content = torch.stack([F.one_hot(r * cols + (c - t) % cols, rows * cols).float() for t in range(frames)])
+    keys = F.pad(content, (0, 0, 1, 0))[None, :, None].expand(1, frames, heads, -1, -1)   # CLS row: zeros
+    return keys * 60.0, keys
+
+
+def test_cross_frame_attention_finds_where_each_patch_went(tiny):
+    """EVL's temporal cross attention, its fixed part: with content sliding one column right per
+    frame, every patch's attention to the previous frame lies at offset (0, -1) and to the next
+    at (0, +1); the first frame has nothing behind it, the last nothing ahead; with a radius,
+    farther offsets (the wrap-round) land in one last bin."""
+    grid, frames = (4, 5), 3
+    queries, keys = _sliding_content(frames, grid)
+    index, bins = offset_bins(grid, None)
+    assert bins == 7 * 9 and index[0, 1] == 3 * 9 + 4 + 1 and index[1, 0] == 3 * 9 + 4 - 1
+    flow = cross_frame_attention(queries, keys, grid, None)[0]              # [T,P,2*O]
+    back, ahead = flow[..., :bins], flow[..., bins:]
+    wrapped = torch.arange(20) % 5 == 0                       # column 0 came from column 4
+    assert torch.allclose(back[1:, ~wrapped, 3 * 9 + 4 - 1], torch.ones(1), atol=1e-4)
+    assert torch.allclose(back[1:, wrapped, 3 * 9 + 4 + 4], torch.ones(1), atol=1e-4)
+    assert torch.allclose(ahead[:-1, torch.arange(20) % 5 != 4, 3 * 9 + 4 + 1], torch.ones(1), atol=1e-4)
+    assert back[0].abs().sum() == 0 and ahead[-1].abs().sum() == 0
+    windowed = cross_frame_attention(queries, keys, grid, 1)[0]
+    assert windowed.shape[-1] == 2 * 10
+    assert torch.allclose(windowed[1:, ~wrapped, 3], torch.ones(1), atol=1e-4)       # (0, -1) in a 3x3 window
+    assert torch.allclose(windowed[1:, wrapped, 9], torch.ones(1), atol=1e-4)        # beyond it
+    sums = windowed.sum(-1)                       # each direction sums to 1 where there is a neighbour
+    assert torch.allclose(sums, torch.tensor([1.0, 2.0, 1.0])[:, None].expand(3, 20), atol=1e-4)
+
+
+def test_side_network_cross_frame_flow_is_order_sensitive_and_starts_at_zero(tiny, probe_frames):
+    """The pass's cross-frame attention of a reversed clip is the forward clip's read backwards,
+    with looking back and looking ahead exchanged: unlike a bag of frames, it says which way things
+    moved. Its learned vectors start at zero, so the untrained strategy is still mean pooling."""
+    frames = probe_frames[0][:1]
+    model = create_strategy("side-evl", tiny, cross_frame=True, cross_frame_radius=1, pass_bf16=False)
+    features, tokens, flow = model.frozen_pass(frames)
+    _, _, reversed_flow = model.frozen_pass(frames.flip(1))
+    bins = flow.shape[-1] // 2
+    swapped = torch.cat([flow[..., bins:], flow[..., :bins]], dim=-1).flip(1)
+    assert torch.allclose(reversed_flow.float(), swapped.float(), atol=1e-3)
+    assert (reversed_flow.float() - flow.float()).abs().max() > 0.01     # it differs (fp16 rounding: 1e-4)
+    assert flow.shape == (1, frames.shape[1], 4, 64, 2 * 10) and flow.dtype == torch.float16
+    assert torch.equal(model.encode_video(frames.flip(1)), model.encode_video(frames))
+    with pytest.raises(ValueError, match="token_pool"):
+        create_strategy("side-evl", tiny, cross_frame=True, token_pool=2)
+
+
+def test_side_network_with_cross_frame_attention_learns_order(tiny, train_data, test_data):
+    torch.manual_seed(0)
+    model = create_strategy("side-evl", tiny, cross_frame=True)
+    assert evaluate_retrieval(model, test_data)["twin_accuracy"] == 50.0
+    train_retrieval(model, train_data, TrainConfig(steps=60, batch_size=8, lr=5e-3, warmup=5,
+                                                   checkpoint_every=0), progress=False)
+    assert evaluate_retrieval(model, test_data)["twin_accuracy"] >= 75.0
+    assert all(stage.cross_frame.weight.abs().sum() > 0 for stage in model.side.stages)
 
 
 def test_side_network_pass_in_bf16_stays_close_and_keeps_twins_equal(tiny, probe_frames):

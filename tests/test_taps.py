@@ -6,10 +6,11 @@ import pytest
 import torch
 from open_clip.transformer import VisionTransformer
 
-from workbench.backbones import TapError, attention_weights, layer_tokens, load_backbone, patch_tokens
+from workbench.backbones import TapError, attention_weights, layer_tokens, load_backbone, patch_tokens, queries_keys
 from workbench.backbones.taps import _self_attention
 
-TAPS = {"patch_tokens": patch_tokens, "layer_tokens": layer_tokens, "attention_weights": attention_weights}
+TAPS = {"patch_tokens": patch_tokens, "layer_tokens": layer_tokens, "attention_weights": attention_weights,
+        "queries_keys": queries_keys}
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +164,26 @@ def test_custom_attention_blocks_are_refused():
         attention_weights(tower)
     with pytest.raises(TapError, match="VisionTransformer"):
         attention_weights(torch.nn.Linear(2, 2))
+
+
+# --- queries and keys -------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_queries_keys_are_what_each_block_compares(tiny):
+    """The recorded queries and keys of the chosen blocks give exactly the attention those blocks
+    apply (softmax of their scaled products, per head)."""
+    x = _images(tiny)
+    with queries_keys(tiny, layers=[-1, 2]) as qk, attention_weights(tiny) as attn:
+        tiny.encode_images(x)
+    assert qk.layers == [2, 5] and len(qk.queries) == len(qk.keys) == 2
+    heads = tiny.clip.visual.transformer.resblocks[0].attn.num_heads
+    for block, q, k in zip(qk.layers, qk.queries, qk.keys):
+        assert q.shape == k.shape == (2, heads, attn.weights[block].shape[-1], q.shape[-1])
+        probs = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(-1)
+        assert torch.allclose(probs, attn.weights[block], atol=1e-5)
+    with pytest.raises(TapError, match="out of range"):
+        queries_keys(tiny, layers=[6]).__enter__()
 
 
 # --- every tap: no trace, exception safety, several calls -------------------------------------

@@ -12,15 +12,17 @@ from workbench.backbones.taps import (
     AttentionWeights,
     LayerTokens,
     PatchTokens,
+    QueriesKeys,
     TapError,
     attention_weights,
     layer_tokens,
     patch_tokens,
+    queries_keys,
     vision_tower,
 )
 
 __all__ = [
-    "AttentionWeights", "Backbone", "BackboneError", "LayerTokens", "PatchTokens", "TapError",
+    "AttentionWeights", "Backbone", "BackboneError", "LayerTokens", "PatchTokens", "QueriesKeys", "TapError",
     "attention_weights", "describe_config", "layer_tokens", "list_backbones", "load_backbone", "patch_tokens",
-    "resolve_model_name", "save_backbone", "vision_tower",
+    "queries_keys", "resolve_model_name", "save_backbone", "vision_tower",
 ]

@@ -1,6 +1,6 @@
 """Taps: read what a CLIP image tower computes inside, without changing what it outputs.
 
-Three context managers over a :class:`~workbench.backbones.openclip.Backbone`, an open_clip
+Four context managers over a :class:`~workbench.backbones.openclip.Backbone`, an open_clip
 ``CLIP`` or its ``VisionTransformer``. Each yields a recorder that fills during the forward calls
 made inside the ``with`` block; on exit every hook and patched attribute is removed, also when
 the block raises::
@@ -12,6 +12,8 @@ the block raises::
 - ``patch_tokens``: patch tokens in the joint (text) space, ``[N, L-1, D]`` — the dense features
   of MaskCLIP-style grounding (Zhou et al., *Extract Free Dense Labels from CLIP*, ECCV 2022).
 - ``layer_tokens``: the residual stream after each block, ``[N, L, width]``.
+- ``queries_keys``: each block's self-attention queries and keys per head, ``[N, heads, L, d]``
+  (EVL's temporal cross attention compares them across frames).
 - ``attention_weights``: per-head attention probabilities, for attention rollout (Abnar & Zuidema,
   ACL 2020) and gradient relevancy (Chefer et al., ICCV 2021).
 
@@ -84,6 +86,22 @@ class LayerTokens(Recorder):
         return self._merged()
 
 
+class QueriesKeys(Recorder):
+    """Each tapped block's self-attention queries and keys, per head, before any scaling."""
+
+    def __init__(self, layers: list[int]) -> None:
+        super().__init__()
+        self.layers = layers  # block indices, in order
+
+    @property
+    def queries(self) -> list[torch.Tensor]:  # per layer [N, heads, L, head width]
+        return self._merged()[0::2]
+
+    @property
+    def keys(self) -> list[torch.Tensor]:  # per layer [N, heads, L, head width]
+        return self._merged()[1::2]
+
+
 class AttentionWeights(Recorder):
     """Per-head attention probabilities of every block (rows sum to 1)."""
 
@@ -151,11 +169,7 @@ def layer_tokens(model: nn.Module,
     """
     visual = vision_tower(model)
     blocks = visual.transformer.resblocks
-    every = range(len(blocks))
-    try:
-        indices = sorted({every[i] for i in (every if layers is None else layers)})
-    except IndexError:
-        raise TapError(f"layers {layers} out of range for a {len(blocks)}-block transformer") from None
+    indices = _block_indices(len(blocks), layers)
     recorder = LayerTokens(indices)
 
     def on_block(module: nn.Module, args, out: torch.Tensor) -> None:  # out [N, L, width]
@@ -166,6 +180,46 @@ def layer_tokens(model: nn.Module,
             undo.append(blocks[index].register_forward_hook(on_block).remove)
 
     return _tapped(visual, recorder, install)
+
+
+def queries_keys(model: nn.Module,
+                 layers: list[int] | None = None) -> contextlib.AbstractContextManager[QueriesKeys]:
+    """Record the queries and keys of each block in ``layers`` (default: all; negative indices
+    count back): what its self-attention compares, split into heads, ``[N, heads, L, d]``.
+
+    For attention *across* frames (EVL's temporal cross attention compares one frame's queries
+    with its neighbours' keys). A forward pre-hook on each block's ``nn.MultiheadAttention``
+    applies the module's own input projection to the (already LayerNormed) input; the block's
+    output is untouched. Under a peft LoRA layer these are the base layer's queries and keys,
+    without the adapter.
+    """
+    visual = vision_tower(model)
+    blocks = visual.transformer.resblocks
+    indices = _block_indices(len(blocks), layers)
+    recorder = QueriesKeys(indices)
+
+    def on_attention(attn: nn.MultiheadAttention, args) -> None:  # args[0]: query [N, L, width]
+        x = args[0]
+        n, length, width = x.shape
+        heads = attn.num_heads
+        q, k = F.linear(x, attn.in_proj_weight[:2 * width], attn.in_proj_bias[:2 * width]).chunk(2, dim=-1)
+        recorder._record(q.view(n, length, heads, width // heads).transpose(1, 2))
+        recorder._record(k.view(n, length, heads, width // heads).transpose(1, 2))
+
+    def install(undo: list[Callable[[], None]]) -> None:
+        for index in indices:
+            undo.append(_multihead_attention(blocks[index]).register_forward_pre_hook(on_attention).remove)
+
+    return _tapped(visual, recorder, install)
+
+
+def _block_indices(depth: int, layers: list[int] | None) -> list[int]:
+    """Sorted block indices for ``layers`` (None: all; negative ones count back)."""
+    every = range(depth)
+    try:
+        return sorted({every[i] for i in (every if layers is None else layers)})
+    except IndexError:
+        raise TapError(f"layers {layers} out of range for a {depth}-block transformer") from None
 
 
 def _self_attention(attn: nn.MultiheadAttention, x: torch.Tensor,

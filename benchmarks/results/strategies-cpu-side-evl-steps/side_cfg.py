@@ -1,7 +1,7 @@
 """side-evl at the `cpu` profile with its side network's shape, step budget, learning rate or pass
 precision changed.
 
-    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16] [--keep FRACTION] [--ema DECAY]
+    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16] [--keep FRACTION] [--ema DECAY] [--cross-frame RADIUS|all] [--seed S]
 
 Trains and scores one row exactly as ``workbench bench --profile cpu --strategy side-evl`` does
 (:func:`workbench.bench.bench_strategy`), with ``SideEVLConfig(layers=LAYERS, width=WIDTH)``,
@@ -9,7 +9,10 @@ Trains and scores one row exactly as ``workbench bench --profile cpu --strategy 
 pass's precision (``SideEVLConfig.pass_bf16``); with ``--keep``, each training step reads only that
 fraction of every frame's patch tokens (the CLS token always), drawn afresh at every step, while
 evaluation reads them all; with ``--ema``, an exponential moving average of the trained weights
-(updated after every optimiser step) replaces them before evaluation. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}].json``
+(updated after every optimiser step) replaces them before evaluation; with ``--cross-frame``, the
+side network adds EVL's temporal cross attention (``SideEVLConfig.cross_frame``) with that offset
+radius (``all``: every offset); ``--seed`` draws other clips and another initialisation, as
+``workbench bench --seed``. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}].json``
 beside this file (rows without the pass and rate parts were made before those options existed:
 fp32 pass, lr 1e-3) and prints its twin accuracy per kind pair. Exploratory: the package's defaults are what these runs chose (README,
 side-tuning).
@@ -35,8 +38,12 @@ parser.add_argument("--lr", type=float, default=None)
 parser.add_argument("--pass", dest="precision", choices=("fp32", "bf16"), default=None)
 parser.add_argument("--keep", type=float, default=1.0)
 parser.add_argument("--ema", type=float, default=None)
+parser.add_argument("--cross-frame", default=None)
+parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 options = {"layers": args.layers, "width": args.width}
+if args.cross_frame:
+    options.update(cross_frame=True, cross_frame_radius=None if args.cross_frame == "all" else int(args.cross_frame))
 if args.precision:
     options["pass_bf16"] = args.precision == "bf16"
 if args.lr:
@@ -53,12 +60,13 @@ _encode_frozen = SideEVL.encode_frozen
 
 
 def encode_frozen(self, frozen):
-    features, tokens = frozen                                            # tokens [B,T,k,L,W]
     if self.training and args.keep < 1:
+        features, tokens = frozen                                        # tokens [B,T,k,L,W]
         patches = tokens.shape[3] - 1
         kept = 1 + torch.randperm(patches)[:max(1, round(patches * args.keep))].sort().values
         tokens = tokens[:, :, :, torch.cat([torch.zeros(1, dtype=torch.long), kept])]
-    return _encode_frozen(self, (features, tokens))
+        frozen = features, tokens
+    return _encode_frozen(self, frozen)
 
 
 SideEVL.encode_frozen = encode_frozen
@@ -94,11 +102,12 @@ if args.ema:
 profile = get_profile("cpu", pass_train_steps=args.steps)
 backbone = load_backbone(device="cpu")
 started = time.perf_counter()
-prepared = prepare(profile, backbone, 0)
+prepared = prepare(profile, backbone, args.seed)
 print(f"data and frame features ready in {time.perf_counter() - started:.0f} s", flush=True)
-row = bench_strategy("side-evl", backbone, prepared, profile, progress=True)
+row = bench_strategy("side-evl", backbone, prepared, profile, seed=args.seed, progress=True)
 precision = args.precision or ("bf16" if cpu_has_fast_bf16() else "fp32")   # SideEVL.pass_bf16's default
 keep = (f"-keep{args.keep:g}" if args.keep < 1 else "") + (f"-ema{args.ema:g}" if args.ema else "")
+keep += (f"-xf{args.cross_frame}" if args.cross_frame else "") + (f"-seed{args.seed}" if args.seed else "")
 out = Path(__file__).with_name(f"side-L{args.layers}-W{args.width}-S{args.steps}-{precision}-lr{SideEVL.lr:g}{keep}.json")
 out.write_text(json.dumps(row, indent=1, default=str))
 print({k: row[k] for k in ("twin_acc", "appearance_acc", "motion_acc", "train_s", "trainable_params")})

@@ -16,6 +16,16 @@ tapped block):
 3. lets learnable query token(s) cross-attend to all frames' tokens at once (a pre-LN decoder
    block: open_clip's ``ResidualAttentionBlock`` with ``is_cross_attention=True``).
 
+With ``cross_frame=True`` a stage also adds EVL's third temporal module, its *temporal cross
+attention*: each patch's frozen query against the previous and next frames' frozen keys (the
+block's own projections, :func:`~workbench.backbones.taps.queries_keys`), the attention summed per
+patch offset (:func:`cross_frame_attention`, computed once in the frozen pass) and turned into a
+feature by one learned, zero-initialised vector per offset and direction. Off by default: on the
+tiny CLIP it did not help (83.1 % of held-out twins at the ``cpu`` profile, 602 s), because that
+model's attention between patches is nearly uniform in every block (a patch's highest probability
+over the next frame's 64 patches: 0.020-0.025; uniform 0.016), so where it goes says little about
+where content went. EVL's ViT-B/16 CLIP attends by content; the option is for real weights.
+
 The queries' final state goes through a zero-initialised projection into the joint space and is
 added to the mean-pooled frame (CLS) features, as EVL adds its decoder output to CLIP's feature;
 so the untrained strategy is zero-shot mean pooling exactly. Text tower frozen. The backbone is
@@ -50,6 +60,7 @@ direction falls to chance, left/right to 72.9 %: the side network needs every pa
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -57,7 +68,7 @@ import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
-from ...backbones.taps import layer_tokens, vision_tower
+from ...backbones.taps import layer_tokens, queries_keys, vision_tower
 from ...config import cpu_has_fast_bf16
 from ..base import VideoTextModel, register_strategy
 from .post_network import POSITION_INIT_STD
@@ -74,22 +85,38 @@ class SideEVLConfig:
     max_frames: int = 64            # rows of the frame position table; longer clips are refused
     pass_bf16: bool | None = None   # the frozen pass under bf16 autocast; None: on a GPU, or a CPU
     #                                 with bf16 instructions (config.cpu_has_fast_bf16), where it pays
+    cross_frame: bool = False       # EVL's temporal cross attention: where each patch's attention
+    #                                 goes in the neighbouring frames (cross_frame_attention)
+    cross_frame_radius: int | None = 2   # patch offsets kept per axis (farther mass: one bin);
+    #                                 None: every offset, as EVL (memory grows with the grid squared)
 
 
 class SideStage(nn.Module):
     """One tapped block's tokens, placed in time, then read by the queries."""
 
-    def __init__(self, in_width: int, width: int, heads: int, kernel_size: int, max_frames: int) -> None:
+    def __init__(self, in_width: int, width: int, heads: int, kernel_size: int, max_frames: int,
+                 offsets: int = 0) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(in_width)  # its scale and shift only: the pass normalised the tokens
         self.proj = nn.Linear(in_width, width)
         self.frame_position = nn.Parameter(torch.randn(max_frames, width) * POSITION_INIT_STD)
         self.temporal_conv = nn.Conv1d(width, width, kernel_size, padding="same", groups=width)
         self.decoder = ResidualAttentionBlock(width, heads, is_cross_attention=True)
+        # EVL's temporal cross attention: one learned vector per patch offset and direction (its
+        # w1, w2), weighted by the attention mass there; zero at init, as EVL's
+        self.cross_frame = nn.Linear(2 * offsets, width, bias=False) if offsets else None
+        if self.cross_frame is not None:
+            nn.init.zeros_(self.cross_frame.weight)
 
-    def forward(self, query: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """query [B,Q,w], normalised tokens [B,T,L,W] (:func:`normalised_tokens`) -> query [B,Q,w]."""
-        return self.read(query, self.project(tokens))
+    def forward(self, query: torch.Tensor, tokens: torch.Tensor,
+                flow: torch.Tensor | None = None) -> torch.Tensor:
+        """query [B,Q,w], normalised tokens [B,T,L,W] (:func:`normalised_tokens`) and, with
+        ``cross_frame``, the patches' binned attention to their neighbouring frames [B,T,L-1,2*O]
+        (:func:`cross_frame_attention`) -> query [B,Q,w]."""
+        x = self.project(tokens)
+        if flow is not None:
+            x = x + F.pad(self.cross_frame(flow.to(x.dtype)), (0, 0, 1, 0))   # CLS gets none, as EVL
+        return self.read(query, x)
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:
         """Normalised tokens [...,W] -> ``proj(norm(raw tokens))`` [...,w], with the LayerNorm's
@@ -120,6 +147,45 @@ class SideStage(nn.Module):
         return out.permute(0, 2, 3, 1)
 
 
+def offset_bins(grid: tuple[int, int], radius: int | None) -> tuple[torch.Tensor, int]:
+    """Each (query patch, key patch) pair of a ``grid`` -> its offset's bin [P,P], and the number
+    of bins. An offset is (key row - query row, key column - query column); with ``radius`` r,
+    offsets within r on both axes get a bin each and every farther pair shares one last bin, so
+    each row of binned attention still sums to 1; with None, every offset gets its own bin
+    ((2h-1)(2w-1) of them, EVL's relative table)."""
+    rows, cols = grid
+    r = torch.arange(rows).repeat_interleave(cols)
+    c = torch.arange(cols).repeat(rows)
+    dr, dc = r[None, :] - r[:, None], c[None, :] - c[:, None]                # [P,P]
+    if radius is None:
+        return (dr + rows - 1) * (2 * cols - 1) + dc + cols - 1, (2 * rows - 1) * (2 * cols - 1)
+    side = 2 * radius + 1
+    inside = (dr.abs() <= radius) & (dc.abs() <= radius)
+    return torch.where(inside, (dr + radius) * side + dc + radius, side * side), side * side + 1
+
+
+def cross_frame_attention(queries: torch.Tensor, keys: torch.Tensor, grid: tuple[int, int],
+                          radius: int | None) -> torch.Tensor:
+    """EVL's temporal cross attention, its fixed part: a frozen block's patch queries of frame t
+    against the patch keys of frames t-1 and t+1 (softmax over the keys, averaged over heads), the
+    probabilities summed per patch offset (:func:`offset_bins`).
+
+    queries, keys [B,T,heads,L,d] (CLS first) -> [B,T,P,2*O]: per patch, O bins looking back, then
+    O looking ahead; zero where there is no neighbouring frame. Where a patch's content went
+    between frames is motion; a learned vector per bin (:attr:`SideStage.cross_frame`) turns the
+    distribution into a feature. The frozen ILFM's queries and keys never change, so the frozen
+    pass computes this once per clip."""
+    b, t = queries.shape[:2]
+    index, bins = offset_bins(grid, radius)
+    q, k = queries[..., 1:, :].float(), keys[..., 1:, :].float()
+    out = q.new_zeros(b, t, 2, q.shape[-2], bins)
+    for side, (now, then) in enumerate(((slice(1, None), slice(None, -1)), (slice(None, -1), slice(1, None)))):
+        logits = q[:, now] * q.shape[-1] ** -0.5 @ k[:, then].transpose(-2, -1)     # bf16 under autocast
+        probs = logits.float().softmax(-1).mean(2)                           # [B,T-1,P,P]
+        out[:, now, side].scatter_add_(-1, index.to(probs.device).expand_as(probs), probs)
+    return out.transpose(2, 3).flatten(3)                                    # [B,T,P,2*O]
+
+
 def normalised_tokens(tokens: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Tokens [...,W] -> each normalised over its width (a LayerNorm without scale and shift, in
     float32): what :meth:`SideStage.project` reads. The tapped tokens never change, so
@@ -130,26 +196,27 @@ def normalised_tokens(tokens: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 class SideDecoder(nn.Module):
     """Per-layer tokens of B*T frames -> one [B,D] residual in the joint space (zero at init)."""
 
-    def __init__(self, in_width: int, embed_dim: int, cfg: SideEVLConfig) -> None:
+    def __init__(self, in_width: int, embed_dim: int, cfg: SideEVLConfig, offsets: int = 0) -> None:
         super().__init__()
         width = cfg.width or max(1, in_width // 4)
         heads = max(1, width // cfg.head_width)
         if width % heads:
             raise ValueError(f"side-evl: width {width} is not divisible into {heads} heads")
         self.query = nn.Parameter(torch.randn(cfg.queries, width) * 0.02)
-        self.stages = nn.ModuleList(SideStage(in_width, width, heads, cfg.kernel_size, cfg.max_frames)
+        self.stages = nn.ModuleList(SideStage(in_width, width, heads, cfg.kernel_size, cfg.max_frames, offsets)
                                     for _ in range(cfg.layers))
         self.out_norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, embed_dim)
         nn.init.zeros_(self.out.weight)  # zero residual: the untrained strategy is mean pooling
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
         """tokens [B,T,k,L,W]: each frame's tokens after each tapped block, shallowest first, each
-        normalised (:func:`normalised_tokens`) -> [B,D]."""
+        normalised (:func:`normalised_tokens`); with ``cross_frame``, flow [B,T,k,L-1,2*O] (each
+        block's :func:`cross_frame_attention`) -> [B,D]."""
         query = self.query.expand(tokens.shape[0], -1, -1)                   # [B,Q,w]
         for i, stage in enumerate(self.stages):
-            query = stage(query, tokens[:, :, i].to(self.query.dtype))
+            query = stage(query, tokens[:, :, i].to(self.query.dtype), None if flow is None else flow[:, :, i])
         return self.out(self.out_norm(query.mean(dim=1)))                    # [B,D]
 
 
@@ -175,23 +242,33 @@ class SideEVL(VideoTextModel):
         if self.cfg.token_pool < 1:
             raise ValueError(f"side-evl: token_pool={self.cfg.token_pool}, must be 1 (every token) or more")
         self.grid = tuple(vision_tower(backbone).grid_size)
-        self.side = SideDecoder(vision_tower(backbone).transformer.width, backbone.embed_dim, self.cfg)
+        if self.cfg.cross_frame and self.cfg.token_pool > 1:
+            raise ValueError("side-evl: cross_frame reads every patch; it cannot be combined with token_pool > 1")
+        offsets = offset_bins(self.grid, self.cfg.cross_frame_radius)[1] if self.cfg.cross_frame else 0
+        self.side = SideDecoder(vision_tower(backbone).transformer.width, backbone.embed_dim, self.cfg, offsets)
         self.side.to(backbone.device)
 
-    def frozen_pass(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def frozen_pass(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """[B,T,3,H,W] -> frozen frame features [B,T,D] (float32) and tapped tokens [B,T,k,L,W], each
-        normalised over its width (:func:`normalised_tokens`), kept in float16."""
+        normalised over its width (:func:`normalised_tokens`), kept in float16; with
+        ``cross_frame``, also each tapped block's :func:`cross_frame_attention` [B,T,k,L-1,2*O]
+        (float16)."""
         b, t = frames.shape[:2]
         if t > self.cfg.max_frames:
             raise ValueError(f"side-evl: {t} frames, but max_frames={self.cfg.max_frames}")
         autocast = torch.autocast(self.backbone.device.type, torch.bfloat16, enabled=self.pass_bf16)
-        with torch.no_grad(), autocast, layer_tokens(self.backbone, self.tapped) as rec:
+        qk = queries_keys(self.backbone, self.tapped) if self.cfg.cross_frame else contextlib.nullcontext()
+        with torch.no_grad(), autocast, layer_tokens(self.backbone, self.tapped) as rec, qk as attn:
             features = self.backbone.encode_frames(frames).float()          # [B,T,D]
             tokens = torch.stack([x.float() for x in rec.tokens], dim=1)    # [B*T,k,1+h*w,W]
+            flow = [cross_frame_attention(q.unflatten(0, (b, t)), k.unflatten(0, (b, t)), self.grid,
+                                          self.cfg.cross_frame_radius)
+                    for q, k in zip(attn.queries, attn.keys)] if self.cfg.cross_frame else []
         if self.cfg.token_pool > 1:
             tokens = torch.cat([tokens[:, :, :1], self._pooled_patches(tokens[:, :, 1:])], dim=2)
         tokens = normalised_tokens(tokens, self.side.stages[0].norm.eps)
-        return features, tokens.half().view(b, t, *tokens.shape[1:])
+        frozen = features, tokens.half().view(b, t, *tokens.shape[1:])
+        return frozen + (torch.stack(flow, dim=2).half(),) if flow else frozen
 
     @property
     def pass_bf16(self) -> bool:
@@ -212,10 +289,10 @@ class SideEVL(VideoTextModel):
         return pooled.flatten(2).transpose(1, 2).reshape(n, k, -1, width)
 
     def encode_frozen(self, frozen: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """(features [B,T,D], tokens [B,T,k,L,W]) -> [B,D]: mean-pooled frozen CLS features + the
-        side network's residual."""
-        features, tokens = frozen
-        residual = self.side(tokens)                                          # [B,D]
+        """(features [B,T,D], tokens [B,T,k,L,W][, flow]) -> [B,D]: mean-pooled frozen CLS features
+        + the side network's residual."""
+        features, tokens, *flow = frozen
+        residual = self.side(tokens, *flow)                                   # [B,D]
         return self.pool(features.to(residual.dtype) + residual[:, None])    # mean + residual
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
