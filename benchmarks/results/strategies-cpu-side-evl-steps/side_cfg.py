@@ -1,7 +1,7 @@
 """side-evl at the `cpu` profile with its side network's shape, step budget, learning rate or pass
 precision changed.
 
-    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16] [--keep FRACTION] [--ema DECAY] [--cross-frame RADIUS|all] [--seed S]
+    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16] [--keep FRACTION] [--ema DECAY] [--cross-frame RADIUS|all] [--seed S] [--from-block I]
 
 Trains and scores one row exactly as ``workbench bench --profile cpu --strategy side-evl`` does
 (:func:`workbench.bench.bench_strategy`), with ``SideEVLConfig(layers=LAYERS, width=WIDTH)``,
@@ -12,7 +12,8 @@ evaluation reads them all; with ``--ema``, an exponential moving average of the 
 (updated after every optimiser step) replaces them before evaluation; with ``--cross-frame``, the
 side network adds EVL's temporal cross attention (``SideEVLConfig.cross_frame``) with that offset
 radius (``all``: every offset); ``--seed`` draws other clips and another initialisation, as
-``workbench bench --seed``. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}].json``
+``workbench bench --seed``; ``--from-block I`` reads blocks I to I+LAYERS-1 instead of the last
+LAYERS. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}].json``
 beside this file (rows without the pass and rate parts were made before those options existed:
 fp32 pass, lr 1e-3) and prints its twin accuracy per kind pair. Exploratory: the package's defaults are what these runs chose (README,
 side-tuning).
@@ -40,6 +41,7 @@ parser.add_argument("--keep", type=float, default=1.0)
 parser.add_argument("--ema", type=float, default=None)
 parser.add_argument("--cross-frame", default=None)
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--from-block", type=int, default=None)
 args = parser.parse_args()
 options = {"layers": args.layers, "width": args.width}
 if args.cross_frame:
@@ -53,6 +55,8 @@ _init = SideEVL.__init__
 
 def init(self, backbone, **cfg):
     _init(self, backbone, **{**options, **cfg})
+    if args.from_block is not None:
+        self.tapped = list(range(args.from_block, args.from_block + self.cfg.layers))
 
 
 SideEVL.__init__ = init
@@ -108,6 +112,7 @@ row = bench_strategy("side-evl", backbone, prepared, profile, seed=args.seed, pr
 precision = args.precision or ("bf16" if cpu_has_fast_bf16() else "fp32")   # SideEVL.pass_bf16's default
 keep = (f"-keep{args.keep:g}" if args.keep < 1 else "") + (f"-ema{args.ema:g}" if args.ema else "")
 keep += (f"-xf{args.cross_frame}" if args.cross_frame else "") + (f"-seed{args.seed}" if args.seed else "")
+keep += f"-from{args.from_block}" if args.from_block is not None else ""
 out = Path(__file__).with_name(f"side-L{args.layers}-W{args.width}-S{args.steps}-{precision}-lr{SideEVL.lr:g}{keep}.json")
 out.write_text(json.dumps(row, indent=1, default=str))
 print({k: row[k] for k in ("twin_acc", "appearance_acc", "motion_acc", "train_s", "trainable_params")})
