@@ -54,9 +54,10 @@ budget), 75.6 % reading the last 2 at width 96 after 3,200
 the bf16 pass, the folded LayerNorms and denormals flushed on every thread, 4,000 steps fit the
 budget: 90.6 % in 524 s, pass included. So the ``cpu`` profile gives 4,000. More do not help
 (6,000: 88.6 %); rerun with :meth:`SideStage.across_time` (other rounding), 89.4 % in 518 s, and
-83.6 % with seed 1: four runs of these defaults give 83.6-90.6 (mean 87.9), near the 90 % line,
-not reliably over it. ``token_pool=2`` loses too much: 76.9 % after 4,000 steps at width 96 (spin
-direction falls to chance, left/right to 72.9 %: the side network needs every patch).
+83.6 % with seed 1, 88.9 % with seed 2: five runs of these defaults give 83.6-90.6 (mean 88.1),
+near the 90 % line, not reliably over it. ``token_pool=2`` loses too much: 76.9 % after 4,000 steps
+at width 96 (spin direction falls to chance, left/right to 72.9 %: the side network needs every
+patch).
 """
 from __future__ import annotations
 
