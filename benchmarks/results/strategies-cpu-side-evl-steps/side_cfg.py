@@ -13,7 +13,7 @@ evaluation reads them all; with ``--ema``, an exponential moving average of the 
 side network adds EVL's temporal cross attention (``SideEVLConfig.cross_frame``) with that offset
 radius (``all``: every offset); ``--seed`` draws other clips and another initialisation, as
 ``workbench bench --seed``; ``--from-block I`` reads blocks I to I+LAYERS-1 instead of the last
-LAYERS. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}].json``
+LAYERS. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}][-xf{R}][-seed{S}][-from{I}].json``
 beside this file (rows without the pass and rate parts were made before those options existed:
 fp32 pass, lr 1e-3) and prints its twin accuracy per kind pair. Exploratory: the package's defaults are what these runs chose (README,
 side-tuning).
