@@ -1,13 +1,16 @@
 """A post-network head at the `cpu` profile with a regulariser or a smaller shape.
 
     python benchmarks/results/strategies-cpu-post-network/post_cfg.py [--strategy post-transformer]
-        [--layers N] [--width W] [--wd WD] [--lr LR] [--dropout P] [--noise S] [--steps N] [--seed K] --tag NAME
+        [--layers N] [--width W] [--wd WD] [--lr LR] [--dropout P] [--noise S] [--steps N] [--seed K] [--antisymmetric] --tag NAME
 
 Trains and scores one row exactly as ``workbench bench --profile cpu --strategy post-transformer``
 does (:func:`workbench.bench.bench_strategy`), with the head's config (``layers``, ``width``), the
 optimiser's weight decay or learning rate changed, or, during training only, dropout on the
 LayerNorm'd frame features the head reads (``--dropout``) or Gaussian noise added to the frozen
-features, ``S`` times each feature vector's standard deviation (``--noise``). Writes the row to
+features, ``S`` times each feature vector's standard deviation (``--noise``); or, in training and
+evaluation alike, with the head's residual made odd under time reversal (``--antisymmetric``: the
+residual of the clip minus the residual of its frames reversed, so a clip and its twin get the
+same mean-pooled part and opposite residuals, and every parameter of the head serves order). Writes the row to
 ``{strategy}-{tag}.json`` beside this file and prints its twin accuracy per kind pair.
 Exploratory: none of these changed the package's defaults (README, "Regularising the head").
 """
@@ -17,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from workbench import bench
 from workbench.backbones import load_backbone
@@ -33,6 +37,7 @@ parser.add_argument("--dropout", type=float, default=0.0)
 parser.add_argument("--noise", type=float, default=0.0)
 parser.add_argument("--steps", type=int, default=4000)
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--antisymmetric", action="store_true")
 parser.add_argument("--tag", required=True)
 args = parser.parse_args()
 shape = {k: v for k, v in (("layers", args.layers), ("width", args.width)) if v}
@@ -49,7 +54,16 @@ def pool(self, features):
     if self.training and args.noise:
         features = features.float()
         features = features + args.noise * features.std(-1, keepdim=True) * torch.randn_like(features)
-    return _pool(self, features)
+    if not args.antisymmetric:
+        return _pool(self, features)
+    t = features.shape[1]
+    features = features.to(self.out.weight.dtype)
+
+    def residual(x):
+        return self.out(self.head(self.norm(x) + self.frame_position[:t])).mean(1)
+
+    mean = features.sort(dim=1).values.mean(1)                 # as VideoTextModel.pool: exactly order-blind
+    return F.normalize(mean + residual(features) - residual(features.flip(1)), dim=-1)
 
 
 def train_config(*a, **kw):

@@ -1,7 +1,7 @@
 """side-evl at the `cpu` profile with its side network's shape, step budget, learning rate or pass
 precision changed.
 
-    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16] [--keep FRACTION] [--ema DECAY] [--cross-frame RADIUS|all] [--seed S] [--from-block I]
+    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16] [--keep FRACTION] [--ema DECAY] [--cross-frame RADIUS|all] [--seed S] [--from-block I] [--train-twins N]
 
 Trains and scores one row exactly as ``workbench bench --profile cpu --strategy side-evl`` does
 (:func:`workbench.bench.bench_strategy`), with ``SideEVLConfig(layers=LAYERS, width=WIDTH)``,
@@ -13,7 +13,10 @@ evaluation reads them all; with ``--ema``, an exponential moving average of the 
 side network adds EVL's temporal cross attention (``SideEVLConfig.cross_frame``) with that offset
 radius (``all``: every offset); ``--seed`` draws other clips and another initialisation, as
 ``workbench bench --seed``; ``--from-block I`` reads blocks I to I+LAYERS-1 instead of the last
-LAYERS. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}][-xf{R}][-seed{S}][-from{I}].json``
+LAYERS; ``--train-twins N`` also scores the twin test on N training clips of every kind (the
+clips it trained on, each against its own twin's caption, as the held-out order split asks) and
+adds ``train_twin_acc`` and ``train_twin_by_kind`` to the row: how much of the held-out gap is
+fitting, how much generalising. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}][-xf{R}][-seed{S}][-from{I}].json``
 beside this file (rows without the pass and rate parts were made before those options existed:
 fp32 pass, lr 1e-3) and prints its twin accuracy per kind pair. Exploratory: the package's defaults are what these runs chose (README,
 side-tuning).
@@ -27,9 +30,11 @@ import torch
 
 from workbench import train
 from workbench.backbones import load_backbone
-from workbench.bench import bench_strategy, prepare
+from workbench.bench import prepare
 from workbench.config import cpu_has_fast_bf16, get_profile
+from workbench.data.shapes.clips import REVERSE_KIND, make_clips
 from workbench.strategies.frozen.side_tuning import SideEVL
+from workbench.tasks.retrieval import embed_videos, train_and_score
 
 parser = argparse.ArgumentParser()
 parser.add_argument("layers", type=int)
@@ -42,6 +47,7 @@ parser.add_argument("--ema", type=float, default=None)
 parser.add_argument("--cross-frame", default=None)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--from-block", type=int, default=None)
+parser.add_argument("--train-twins", type=int, default=0)
 args = parser.parse_args()
 options = {"layers": args.layers, "width": args.width}
 if args.cross_frame:
@@ -108,12 +114,40 @@ backbone = load_backbone(device="cpu")
 started = time.perf_counter()
 prepared = prepare(profile, backbone, args.seed)
 print(f"data and frame features ready in {time.perf_counter() - started:.0f} s", flush=True)
-row = bench_strategy("side-evl", backbone, prepared, profile, seed=args.seed, progress=True)
+model, row = train_and_score("side-evl", backbone, prepared, profile, args.seed, cache=False, progress=True)
+
+
+def train_twins(per_kind: int) -> tuple[float, dict]:
+    """Twin-test credit on the first ``per_kind`` training clips of each kind that have a twin."""
+    data, taken, chosen = prepared["train"], {}, []
+    clips = make_clips(args.seed, profile.clips_per_kind, profile.num_frames, "train")   # data's order
+    for i, clip in enumerate(clips):
+        if data.twin[i] is not None and taken.get(clip.event, 0) < per_kind:
+            taken[clip.event] = taken.get(clip.event, 0) + 1
+            chosen.append(i)
+    with torch.no_grad():
+        video = embed_videos(model, data.subset(chosen))
+        own = model.encode_text([data.captions[i] for i in chosen]).float().cpu()
+        twin = model.encode_text([data.captions[data.twin[i]] for i in chosen]).float().cpu()
+    credit = ((video * own).sum(-1) > (video * twin).sum(-1)).float().tolist()
+    kinds = {}
+    for i, c in zip(chosen, credit):
+        event = clips[i].event
+        kinds.setdefault("/".join(sorted({event, REVERSE_KIND.get(event) or event})), []).append(c)
+    return (round(100 * sum(credit) / len(credit), 1),
+            {k: round(100 * sum(v) / len(v), 1) for k, v in kinds.items()})
+
+
+if args.train_twins:
+    row["train_twin_acc"], row["train_twin_by_kind"] = train_twins(args.train_twins)
 precision = args.precision or ("bf16" if cpu_has_fast_bf16() else "fp32")   # SideEVL.pass_bf16's default
 keep = (f"-keep{args.keep:g}" if args.keep < 1 else "") + (f"-ema{args.ema:g}" if args.ema else "")
 keep += (f"-xf{args.cross_frame}" if args.cross_frame else "") + (f"-seed{args.seed}" if args.seed else "")
 keep += f"-from{args.from_block}" if args.from_block is not None else ""
+keep += f"-train{args.train_twins}" if args.train_twins else ""
 out = Path(__file__).with_name(f"side-L{args.layers}-W{args.width}-S{args.steps}-{precision}-lr{SideEVL.lr:g}{keep}.json")
 out.write_text(json.dumps(row, indent=1, default=str))
 print({k: row[k] for k in ("twin_acc", "appearance_acc", "motion_acc", "train_s", "trainable_params")})
 print(row["twin_by_kind"])
+if args.train_twins:
+    print("training clips:", row["train_twin_acc"], row["train_twin_by_kind"])
