@@ -1,7 +1,7 @@
 """side-evl at the `cpu` profile with its side network's shape, step budget, learning rate or pass
 precision changed.
 
-    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16] [--keep FRACTION] [--ema DECAY] [--cross-frame RADIUS|all] [--seed S] [--from-block I] [--train-twins N]
+    python benchmarks/results/strategies-cpu-side-evl-steps/side_cfg.py LAYERS WIDTH STEPS [--lr LR] [--pass fp32|bf16] [--keep FRACTION] [--ema DECAY] [--cross-frame RADIUS|all] [--seed S] [--from-block I] [--train-twins N] [--clips-per-kind N]
 
 Trains and scores one row exactly as ``workbench bench --profile cpu --strategy side-evl`` does
 (:func:`workbench.bench.bench_strategy`), with ``SideEVLConfig(layers=LAYERS, width=WIDTH)``,
@@ -16,7 +16,8 @@ radius (``all``: every offset); ``--seed`` draws other clips and another initial
 LAYERS; ``--train-twins N`` also scores the twin test on N training clips of every kind (the
 clips it trained on, each against its own twin's caption, as the held-out order split asks) and
 adds ``train_twin_acc`` and ``train_twin_by_kind`` to the row: how much of the held-out gap is
-fitting, how much generalising. Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}][-xf{R}][-seed{S}][-from{I}].json``
+fitting, how much generalising; ``--clips-per-kind N`` trains on N clips of every kind instead of
+the profile's 400 (``workbench bench --clips-per-kind``). Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}][-xf{R}][-seed{S}][-from{I}].json``
 beside this file (rows without the pass and rate parts were made before those options existed:
 fp32 pass, lr 1e-3) and prints its twin accuracy per kind pair. Exploratory: the package's defaults are what these runs chose (README,
 side-tuning).
@@ -48,6 +49,7 @@ parser.add_argument("--cross-frame", default=None)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--from-block", type=int, default=None)
 parser.add_argument("--train-twins", type=int, default=0)
+parser.add_argument("--clips-per-kind", type=int, default=None)
 args = parser.parse_args()
 options = {"layers": args.layers, "width": args.width}
 if args.cross_frame:
@@ -109,7 +111,8 @@ def train_retrieval(*a, **kw):
 
 if args.ema:
     train.build_optimizer, train.train_retrieval = build_optimizer, train_retrieval
-profile = get_profile("cpu", pass_train_steps=args.steps)
+profile = get_profile("cpu", pass_train_steps=args.steps,
+                      **({"clips_per_kind": args.clips_per_kind} if args.clips_per_kind else {}))
 backbone = load_backbone(device="cpu")
 started = time.perf_counter()
 prepared = prepare(profile, backbone, args.seed)
@@ -145,6 +148,7 @@ keep = (f"-keep{args.keep:g}" if args.keep < 1 else "") + (f"-ema{args.ema:g}" i
 keep += (f"-xf{args.cross_frame}" if args.cross_frame else "") + (f"-seed{args.seed}" if args.seed else "")
 keep += f"-from{args.from_block}" if args.from_block is not None else ""
 keep += f"-train{args.train_twins}" if args.train_twins else ""
+keep += f"-clips{args.clips_per_kind}" if args.clips_per_kind else ""
 out = Path(__file__).with_name(f"side-L{args.layers}-W{args.width}-S{args.steps}-{precision}-lr{SideEVL.lr:g}{keep}.json")
 out.write_text(json.dumps(row, indent=1, default=str))
 print({k: row[k] for k in ("twin_acc", "appearance_acc", "motion_acc", "train_s", "trainable_params")})
