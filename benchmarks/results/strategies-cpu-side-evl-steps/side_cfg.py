@@ -17,7 +17,7 @@ LAYERS; ``--train-twins N`` also scores the twin test on N training clips of eve
 clips it trained on, each against its own twin's caption, as the held-out order split asks) and
 adds ``train_twin_acc`` and ``train_twin_by_kind`` to the row: how much of the held-out gap is
 fitting, how much generalising; ``--clips-per-kind N`` trains on N clips of every kind instead of
-the profile's 400 (``workbench bench --clips-per-kind``). Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}][-xf{R}][-seed{S}][-from{I}].json``
+the profile's 400 (``workbench bench --clips-per-kind``). Writes the row to ``side-L{LAYERS}-W{WIDTH}-S{STEPS}-{pass}-lr{LR}[-keep{F}][-ema{D}][-xf{R}][-seed{S}][-from{I}][-train{N}][-clips{N}].json``
 beside this file (rows without the pass and rate parts were made before those options existed:
 fp32 pass, lr 1e-3) and prints its twin accuracy per kind pair. Exploratory: the package's defaults are what these runs chose (README,
 side-tuning).
