@@ -118,7 +118,7 @@ def evaluate_splits(model, splits: dict) -> dict:
     t2v retrieval. ``by_kind`` groups a kind with its time reversal ("grow/shrink"): a model blind
     to order wins one clip of each twin pair and loses the other, so it scores exactly 50 on every
     group, while per single kind it would show its caption bias (100 on "grow", 0 on "shrink")."""
-    from ..data.shapes.clips import REVERSE_KIND
+    from ..data.shapes.clips import twin_pair
 
     out = {}
     for name, (data, items) in splits.items():
@@ -126,8 +126,7 @@ def evaluate_splits(model, splits: dict) -> dict:
         credit = multiple_choice_credit(model, data, items)
         kinds: dict[str, list[float]] = {}
         for item, c in zip(items, credit):
-            event = item.clip.event
-            kinds.setdefault("/".join(sorted({event, REVERSE_KIND.get(event) or event})), []).append(c)
+            kinds.setdefault(twin_pair(item.clip.event), []).append(c)
         out[name] = {"mc_accuracy": 100.0 * float(np.mean(credit)),
                      "by_kind": {k: round(100.0 * float(np.mean(v)), 1) for k, v in kinds.items()},
                      "t2v_R1": result["t2v"]["R1"], "v2t_R1": result["v2t"]["R1"],

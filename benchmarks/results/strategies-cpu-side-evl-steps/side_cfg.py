@@ -33,7 +33,7 @@ from workbench import train
 from workbench.backbones import load_backbone
 from workbench.bench import prepare
 from workbench.config import cpu_has_fast_bf16, get_profile
-from workbench.data.shapes.clips import REVERSE_KIND, make_clips
+from workbench.data.shapes.clips import make_clips, twin_pair
 from workbench.strategies.frozen.side_tuning import SideEVL
 from workbench.tasks.retrieval import embed_videos, train_and_score
 
@@ -135,8 +135,7 @@ def train_twins(per_kind: int) -> tuple[float, dict]:
     credit = ((video * own).sum(-1) > (video * twin).sum(-1)).float().tolist()
     kinds = {}
     for i, c in zip(chosen, credit):
-        event = clips[i].event
-        kinds.setdefault("/".join(sorted({event, REVERSE_KIND.get(event) or event})), []).append(c)
+        kinds.setdefault(twin_pair(clips[i].event), []).append(c)
     return (round(100 * sum(credit) / len(credit), 1),
             {k: round(100 * sum(v) / len(v), 1) for k, v in kinds.items()})
 

@@ -71,6 +71,13 @@ REVERSE_KIND = {
     "change_colour": "change_colour", "appear": "disappear", "disappear": "appear", "stay": None,
     "swap": "swap", "approach": "move_apart", "move_apart": "approach", "sequence": "sequence",
 }
+
+
+def twin_pair(event: str) -> str:
+    """A kind with its time reversal, as the twin test groups them: "grow/shrink", "swap"."""
+    return "/".join(sorted({event, REVERSE_KIND.get(event) or event}))
+
+
 # Kinds generated directly; their twins supply the reversed kinds.
 BASE_KINDS = ("move_left", "move_up", "grow", "spin_clockwise", "change_colour", "appear",
               "stay", "swap", "approach", "sequence")
