@@ -115,3 +115,17 @@ def test_rendering_workers_do_not_change_what_training_sees(tmp_path):
     a, b = _weights(inline), _weights(ahead)
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_exposure_share_of_pretraining_batches():
+    """``exposure``: that share of each batch are long-exposure event stills, against their
+    reversed captions; without it the batch is exactly the shipped recipe's."""
+    from workbench.backbones.pretrain import make_batch
+    from workbench.data.shapes.exposures import exposure_stills
+
+    plain = make_batch(PretrainConfig(batch_size=20), 3, 64, (0.5,) * 3, (0.25,) * 3)
+    mixed = make_batch(PretrainConfig(batch_size=20, exposure=0.25), 3, 64, (0.5,) * 3, (0.25,) * 3)
+    assert mixed[0].shape == plain[0].shape == (20, 3, 64, 64)
+    stills = exposure_stills((0, 3, 3), 5)
+    assert mixed[1][-5:] == [s.caption for s in stills] and mixed[2][-5:] == [s.hard_negative for s in stills]
+    assert not set(mixed[1][-5:]) & set(plain[1])

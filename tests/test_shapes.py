@@ -411,3 +411,37 @@ def test_phase_stills_label_where_a_shape_stands_in_its_period():
     for shape, period in SYMMETRY.items():
         phases = [phase_of(Obj(shape, "red", "small", 0.5, 0.5, angle=a)) for a in np.arange(0, period - 1, period / 8)]
         np.testing.assert_allclose(np.diff(phases), 2 * np.pi / 8, atol=1e-9)
+
+
+def test_exposure_stills_show_which_way_an_event_went():
+    """A long-exposure still is nearest the clip's last frame (the solid end of the trail), so a
+    clip and its time-reversed twin give different stills, each captioned with its own event and
+    contrasted with the other's caption."""
+    from workbench.data.shapes.clips import make_clips
+    from workbench.data.shapes.exposures import exposure_still, exposure_stills, exposure_weights
+
+    weights = exposure_weights(8)
+    assert np.isclose(weights.sum(), 1) and np.all(np.diff(weights) > 0)
+    clips = {c.clip_id: c for c in make_clips(seed=3, per_kind=2, num_frames=8)}
+    checked = 0
+    for clip in clips.values():
+        if clip.event not in ("move_left", "move_right", "grow", "shrink", "appear", "disappear"):
+            continue
+        still, frames = exposure_still(clip).astype(float), clip.frames().astype(float)
+        twin = exposure_still(clips[clip.twin_id]).astype(float)
+        assert np.abs(still - frames[-1]).mean() < np.abs(still - frames[0]).mean(), clip.caption
+        assert np.abs(still - twin).mean() > 1.0, clip.caption
+        checked += 1
+    assert checked == 12
+    stills = exposure_stills((0, 4), 40)
+    assert [s.caption for s in stills] == [s.caption for s in exposure_stills((0, 4), 40)]  # deterministic
+    assert not np.array_equal(stills[0].image, exposure_stills((0, 5), 1)[0].image)
+    reversed_words = 0
+    for s in stills:
+        assert s.image.shape == (64, 64, 3) and s.caption != s.hard_negative
+        # the negative is the reversed event: the same words in another order or with the
+        # opposite direction word, so it shares most of the caption's words
+        reversed_words += any(a in s.caption and b in s.hard_negative for a, b in
+                              (("left", "right"), ("right", "left"), ("up", "down"), ("down", "up"),
+                               ("counterclockwise", "clockwise")))
+    assert reversed_words >= 10

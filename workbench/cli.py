@@ -34,6 +34,8 @@ def pretrain(
                                       "(upright, leaning left/right): what spins need; README."),
     phase_weight: float = typer.Option(0.0, help="Weight of a labelled term teaching where a spinnable "
                                        "shape stands in its symmetry period (0: off; README)."),
+    exposure: float = typer.Option(0.0, help="Share of long-exposure event stills captioned with motion "
+                                   "words, against the time-reversed caption (0: none; README)."),
     init_from: Optional[Path] = typer.Option(None, help="Continue from this local-dir model instead "
                                              "of random weights."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="Autocast (default: bf16 only "
@@ -47,7 +49,7 @@ def pretrain(
 
     cfg = PretrainConfig(steps=steps, batch_size=batch_size, seed=seed, lr=lr,
                          hard_negative_weight=hard_negative_weight, orientation=orientation,
-                         phase_weight=phase_weight,
+                         phase_weight=phase_weight, exposure=exposure,
                          init_from=str(init_from) if init_from else None, bf16=bf16,
                          device=device)
     typer.echo(f"model written to {run(cfg, run_dir, out)}")

@@ -12,6 +12,10 @@ embedding regresses (cos, sin) of the phase. Spin direction is the order of thos
 captioned orientation stills alone teach it too slowly (README, benchmarks/results/spin-probes/).
 The head is trained and checkpointed with the model but not exported: the model stays a plain CLIP.
 
+Optionally (``exposure``) a share of each batch are long-exposure stills of events
+(``exposures.exposure_stills``), captioned with motion words and contrasted with the
+time-reversed caption, the way a web-trained CLIP learns motion words from photographs.
+
 Batches are rendered on the fly, deterministically from ``(seed, step)``, so a run resumed after a
 kill sees exactly the batches it would have seen. Checkpoints are written atomically every
 ``checkpoint_every`` steps; the finished model is exported in open_clip's ``local-dir:`` layout.
@@ -36,6 +40,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from ..data.shapes import sample_images  # noqa: E402
+from ..data.shapes.exposures import exposure_stills  # noqa: E402
 from ..data.shapes.images import phase_stills  # noqa: E402
 from ..io import atomic_write  # noqa: E402
 
@@ -57,6 +62,7 @@ class PretrainConfig:
     orientation: float = 0.0            # share of orientation stills (images.orientation_image)
     phase_weight: float = 0.0           # weight of the phase term (module docstring; 0 = off)
     phase_batch: int = 64               # phase stills per step, besides the captioned batch
+    exposure: float = 0.0               # share of long-exposure event stills (exposures.py; 0 = none)
     init_from: str | None = None        # start from this local-dir model (continued pretraining)
     device: str = "cpu"                 # "cuda": batches are still rendered on the CPU...
     render_workers: int | None = None   # ...by this many DataLoader workers; None: 0 on CPU, up to 8 on GPU
@@ -71,6 +77,7 @@ def create_tiny_clip(name: str = DEFAULT_MODEL):
 
 _PHASE_STREAM = 1  # phase stills draw from (seed, step, 1), apart from the captioned batch's (seed, step)
 _PHASE_HELD_OUT = 2  # ...and the held-out phase error's stills from (seed, 2)
+_EXPOSURE_STREAM = 3  # exposure stills draw from (seed, step, 3)
 
 
 def normalised(images: np.ndarray, mean, std) -> torch.Tensor:
@@ -82,9 +89,12 @@ def normalised(images: np.ndarray, mean, std) -> torch.Tensor:
 def make_batch(cfg: PretrainConfig, step: int, image_size: int, mean, std):
     """Images [B,3,S,S], captions and hard negatives; then, with ``phase_weight``, phase stills
     [P,3,S,S] and their (cos, sin) targets [P,2] (else None, None)."""
-    items = sample_images((cfg.seed, step), cfg.batch_size, size_px=image_size,
+    exposed = round(cfg.exposure * cfg.batch_size)
+    items = sample_images((cfg.seed, step), cfg.batch_size - exposed, size_px=image_size,
                           focus=step >= cfg.focus_from, shape_focus=step >= cfg.shape_focus_from,
                           orientation=cfg.orientation)
+    if exposed:
+        items += exposure_stills((cfg.seed, step, _EXPOSURE_STREAM), exposed, size_px=image_size)
     pixels = normalised(np.stack([it.image for it in items]), mean, std)
     phase_pixels = phase_targets = None
     if cfg.phase_weight > 0:
