@@ -126,6 +126,10 @@ def test_exposure_share_of_pretraining_batches():
     plain = make_batch(PretrainConfig(batch_size=20), 3, 64, (0.5,) * 3, (0.25,) * 3)
     mixed = make_batch(PretrainConfig(batch_size=20, exposure=0.25), 3, 64, (0.5,) * 3, (0.25,) * 3)
     assert mixed[0].shape == plain[0].shape == (20, 3, 64, 64)
+    from workbench.data.shapes import sample_images
+
+    shipped = sample_images((0, 3), 20, focus=True)  # the default recipe's batch at step 3
+    assert plain[1] == [it.caption for it in shipped]
     stills = exposure_stills((0, 3, 3), 5)
     assert mixed[1][-5:] == [s.caption for s in stills] and mixed[2][-5:] == [s.hard_negative for s in stills]
     assert not set(mixed[1][-5:]) & set(plain[1])
